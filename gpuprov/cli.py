@@ -1,0 +1,87 @@
+"""The ``gpuprov`` command: what Ansible is poor at, from the same core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+from . import inventory_files
+from .core import inventory
+
+DEFAULT_INVENTORY = "inventories/local"
+
+
+def _load_fleet(path: str) -> inventory.Fleet:
+    return inventory.fleet(inventory_files.load(path))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        tree = inventory_files.load(args.inventory)
+    except inventory.InventoryError as error:
+        findings = error.findings
+    else:
+        findings = inventory.check(tree)
+    for finding in findings:
+        print(f"ERROR {finding}", file=sys.stderr)
+    if findings:
+        print(f"{args.inventory}: {len(findings)} error(s); nothing was changed", file=sys.stderr)
+        return 1
+    plan = inventory.fleet(tree)
+    print(
+        f"{args.inventory}: ok ({len(plan.hosts)} host(s), "
+        f"{len({w.user for w in plan.workspaces})} user(s), {len(plan.workspaces)} workspace(s))"
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _load_fleet(args.inventory)
+    if args.json:
+        print(json.dumps([asdict(w) for w in plan.workspaces], indent=2, default=list))
+        return 0
+    print(f"{'host':<16} {'user':<12} {'kind':<8} {'port':>5}  gpus")
+    for w in plan.workspaces:
+        print(f"{w.host:<16} {w.user:<12} {w.kind:<8} {w.port:>5}  {','.join(w.gpus) or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpuprov", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument(
+            "-i",
+            "--inventory",
+            default=DEFAULT_INVENTORY,
+            help=f"inventory directory (default: {DEFAULT_INVENTORY})",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("check", cmd_check, "Validate an inventory without contacting any host.")
+    add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.").add_argument(
+        "--json", action="store_true", help="print JSON"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except inventory.InventoryError as error:
+        for finding in error.findings:
+            print(f"ERROR {finding}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
