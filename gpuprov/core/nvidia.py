@@ -1,0 +1,524 @@
+"""Parsers for nvidia-smi output, and what a failing nvidia-smi means.
+
+Values nvidia-smi cannot give ("[N/A]", "[Not Supported]", "[Insufficient
+Permissions]", ...) become None in the record, with the marker kept in
+`GpuRecord.markers` so a check can tell "no ECC on this GPU" from "not allowed
+to read ECC".
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# Everything gpuprov reads per GPU, in one query, so the Ansible module and the
+# CLI run the same command. All of these exist in the --help-query-gpu of the
+# 590 and 595 drivers in tests/fixtures; "compute_cap" is the youngest (R510).
+QUERY_GPU_FIELDS: tuple[str, ...] = (
+    "index",
+    "name",
+    "uuid",
+    "pci.bus_id",
+    "driver_version",
+    "memory.total",
+    "compute_cap",
+    "mig.mode.current",
+    "mig.mode.pending",
+    "persistence_mode",
+    "ecc.mode.current",
+    "ecc.errors.uncorrected.volatile.total",
+    "ecc.errors.uncorrected.aggregate.total",
+    "retired_pages.double_bit.count",
+    "retired_pages.pending",
+    "remapped_rows.uncorrectable",
+    "remapped_rows.pending",
+    "remapped_rows.failure",
+)
+
+QUERY_GPU_ARGS: tuple[str, ...] = (
+    "--query-gpu=" + ",".join(QUERY_GPU_FIELDS),
+    "--format=csv,noheader,nounits",
+)
+
+# Synonyms nvidia-smi accepts (and prints in headers) for the same property.
+_FIELD_ALIASES = {
+    "gpu_name": "name",
+    "gpu_uuid": "uuid",
+    "gpu_bus_id": "pci.bus_id",
+    "retired_pages.dbe": "retired_pages.double_bit.count",
+}
+
+
+class NvidiaSmiParseError(ValueError):
+    """nvidia-smi output that does not have the shape the parser expects."""
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    index: int
+    profile: str | None = None
+    uuid: str | None = None
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+    memory_total_mib: int | None = None
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    """One physical GPU, from --query-gpu, -q -x or -L (fields a source lacks are None)."""
+
+    index: int | None
+    name: str
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+    driver_version: str | None = None
+    memory_total_mib: int | None = None
+    compute_capability: str | None = None
+    mig_enabled: bool | None = None
+    mig_pending: bool | None = None
+    persistence_mode: bool | None = None
+    ecc_enabled: bool | None = None
+    ecc_uncorrected_volatile: int | None = None
+    ecc_uncorrected_aggregate: int | None = None
+    retired_pages_double_bit: int | None = None
+    retired_pages_pending: bool | None = None
+    remapped_rows_uncorrectable: int | None = None
+    remapped_rows_pending: bool | None = None
+    remapped_rows_failure: bool | None = None
+    mig_devices: tuple[MigDevice, ...] = ()
+    markers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def label(self) -> str:
+        where = f"GPU {self.index}" if self.index is not None else "GPU"
+        return f"{where} ({self.name})"
+
+
+@dataclass(frozen=True)
+class SmiReport:
+    """What `nvidia-smi -q -x` says about the host and its GPUs."""
+
+    driver_version: str | None
+    cuda_version: str | None
+    gpus: tuple[GpuRecord, ...]
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    driver_version: str
+    cuda_version: str | None
+
+
+# --- values ---------------------------------------------------------------------
+
+
+def _marker(raw: str) -> str | None:
+    """The "cannot tell" marker a value carries, or None for a real value."""
+    value = raw.strip()
+    if value.startswith("[") and value.endswith("]"):
+        return value
+    if value.upper() in {"N/A", "NA"}:
+        return value
+    return None
+
+
+def _number(raw: str) -> int:
+    # Units may or may not be there ("81559 MiB" with units, "81559" without).
+    text = raw.strip().split()[0] if raw.strip() else ""
+    try:
+        return int(text)
+    except ValueError:
+        raise NvidiaSmiParseError(f"expected a whole number, got {raw!r}") from None
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"enabled", "yes", "on", "active"}:
+        return True
+    if value in {"disabled", "no", "off", "not active", "none"}:
+        return False
+    raise NvidiaSmiParseError(f"expected Enabled/Disabled or Yes/No, got {raw!r}")
+
+
+def _compute_cap(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"\d+\.\d+", value):
+        raise NvidiaSmiParseError(f"expected a compute capability like 9.0, got {raw!r}")
+    return value
+
+
+_CONVERTERS = {
+    "index": _number,
+    "memory.total": _number,
+    "compute_cap": _compute_cap,
+    "mig.mode.current": _flag,
+    "mig.mode.pending": _flag,
+    "persistence_mode": _flag,
+    "ecc.mode.current": _flag,
+    "ecc.errors.uncorrected.volatile.total": _number,
+    "ecc.errors.uncorrected.aggregate.total": _number,
+    "retired_pages.double_bit.count": _number,
+    "retired_pages.pending": _flag,
+    "remapped_rows.uncorrectable": _number,
+    "remapped_rows.pending": _flag,
+    "remapped_rows.failure": _flag,
+}
+
+_RECORD_FIELDS = {
+    "index": "index",
+    "name": "name",
+    "uuid": "uuid",
+    "pci.bus_id": "pci_bus_id",
+    "driver_version": "driver_version",
+    "memory.total": "memory_total_mib",
+    "compute_cap": "compute_capability",
+    "mig.mode.current": "mig_enabled",
+    "mig.mode.pending": "mig_pending",
+    "persistence_mode": "persistence_mode",
+    "ecc.mode.current": "ecc_enabled",
+    "ecc.errors.uncorrected.volatile.total": "ecc_uncorrected_volatile",
+    "ecc.errors.uncorrected.aggregate.total": "ecc_uncorrected_aggregate",
+    "retired_pages.double_bit.count": "retired_pages_double_bit",
+    "retired_pages.pending": "retired_pages_pending",
+    "remapped_rows.uncorrectable": "remapped_rows_uncorrectable",
+    "remapped_rows.pending": "remapped_rows_pending",
+    "remapped_rows.failure": "remapped_rows_failure",
+}
+
+
+def _record(values: Mapping[str, str]) -> GpuRecord:
+    kwargs: dict[str, object] = {}
+    markers: dict[str, str] = {}
+    for query_field, attribute in _RECORD_FIELDS.items():
+        if query_field not in values:
+            continue
+        raw = values[query_field].strip()
+        marker = _marker(raw)
+        if marker is not None:
+            markers[attribute] = marker
+            continue
+        if not raw:
+            continue
+        convert = _CONVERTERS.get(query_field)
+        try:
+            kwargs[attribute] = convert(raw) if convert else raw
+        except NvidiaSmiParseError as exc:
+            raise NvidiaSmiParseError(f"field {query_field}: {exc}") from None
+    if "name" not in kwargs:
+        raise NvidiaSmiParseError("a GPU row without a name: is 'name' in the queried fields?")
+    return GpuRecord(**kwargs, markers=markers)  # type: ignore[arg-type]
+
+
+# --- --query-gpu ------------------------------------------------------------------
+
+
+def _header_field(cell: str) -> str:
+    name = re.sub(r"\s*\[[^\]]*\]$", "", cell.strip())
+    return _FIELD_ALIASES.get(name, name)
+
+
+def parse_query_gpu(text: str, fields: Iterable[str] = QUERY_GPU_FIELDS) -> list[GpuRecord]:
+    """Parse `nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`.
+
+    With a header the columns are taken from it (any field list works); without
+    one they must be `fields`, in order.
+    """
+    rows = [row for row in csv.reader(text.splitlines(), skipinitialspace=True) if row]
+    if not rows:
+        return []
+    expected = [_FIELD_ALIASES.get(f, f) for f in fields]
+    header = [_header_field(cell) for cell in rows[0]]
+    if "name" in header or "uuid" in header or header == expected:
+        columns, data = header, rows[1:]
+    else:
+        columns, data = expected, rows
+    records = []
+    for number, row in enumerate(data, start=1):
+        if len(row) != len(columns):
+            raise NvidiaSmiParseError(
+                f"row {number} has {len(row)} values for {len(columns)} fields: "
+                f"{', '.join(row)[:200]!r} (nvidia-smi printed an error instead of CSV, or "
+                f"the query used other fields than gpuprov's)"
+            )
+        records.append(_record(dict(zip(columns, row, strict=True))))
+    return records
+
+
+# --- -q -x ------------------------------------------------------------------------
+
+
+def _text(elem: ET.Element | None, path: str) -> str | None:
+    if elem is None:
+        return None
+    found = elem.find(path)
+    if found is None or found.text is None:
+        return None
+    return found.text.strip()
+
+
+class _XmlValues:
+    """Reads values out of one <gpu>, collecting "cannot tell" markers."""
+
+    def __init__(self) -> None:
+        self.markers: dict[str, str] = {}
+
+    def get(self, elem: ET.Element | None, path: str, attribute: str, convert=None):
+        raw = _text(elem, path)
+        if raw is None or raw == "":
+            return None
+        marker = _marker(raw)
+        if marker is not None:
+            self.markers[attribute] = marker
+            return None
+        try:
+            return convert(raw) if convert else raw
+        except NvidiaSmiParseError as exc:
+            raise NvidiaSmiParseError(f"<{path}>: {exc}") from None
+
+    def uncorrectable(self, counts: ET.Element | None, attribute: str) -> int | None:
+        # Schemas differ: Pascal-era <double_bit><total>, Ampere+ per-memory
+        # *_uncorrectable* counters (v13 splits SRAM into parity/secded).
+        if counts is None:
+            return None
+        if counts.find("double_bit") is not None:
+            return self.get(counts, "double_bit/total", attribute, _number)
+        total = None
+        for child in counts:
+            if "uncorrectable" not in child.tag:
+                continue
+            value = self.get(counts, child.tag, attribute, _number)
+            if value is not None:
+                total = (total or 0) + value
+        if total is not None:
+            self.markers.pop(attribute, None)
+        return total
+
+
+def _mig_devices(gpu: ET.Element) -> tuple[MigDevice, ...]:
+    devices = []
+    for mig in gpu.findall("mig_devices/mig_device"):
+        values = _XmlValues()
+        devices.append(MigDevice(
+            index=_number(_text(mig, "index") or ""),
+            uuid=values.get(mig, "uuid", "uuid"),
+            gpu_instance_id=values.get(mig, "gpu_instance_id", "gi", _number),
+            compute_instance_id=values.get(mig, "compute_instance_id", "ci", _number),
+            memory_total_mib=values.get(mig, "fb_memory_usage/total", "memory", _number),
+        ))
+    return tuple(devices)
+
+
+def _xml_gpu(gpu: ET.Element, index: int, driver_version: str | None) -> GpuRecord:
+    v = _XmlValues()
+    name = _text(gpu, "product_name")
+    if not name:
+        raise NvidiaSmiParseError(f"<gpu id={gpu.get('id')!r}> has no <product_name>")
+    remapped = gpu.find("remapped_rows")
+    if remapped is not None and len(remapped) == 0:
+        marker = _marker(remapped.text or "")
+        if marker:
+            v.markers["remapped_rows_pending"] = marker
+        remapped = None
+    return GpuRecord(
+        index=index,
+        name=name,
+        uuid=v.get(gpu, "uuid", "uuid"),
+        pci_bus_id=v.get(gpu, "pci/pci_bus_id", "pci_bus_id") or gpu.get("id"),
+        driver_version=driver_version,
+        memory_total_mib=v.get(gpu, "fb_memory_usage/total", "memory_total_mib", _number),
+        mig_enabled=v.get(gpu, "mig_mode/current_mig", "mig_enabled", _flag),
+        mig_pending=v.get(gpu, "mig_mode/pending_mig", "mig_pending", _flag),
+        persistence_mode=v.get(gpu, "persistence_mode", "persistence_mode", _flag),
+        ecc_enabled=v.get(gpu, "ecc_mode/current_ecc", "ecc_enabled", _flag),
+        ecc_uncorrected_volatile=v.uncorrectable(
+            gpu.find("ecc_errors/volatile"), "ecc_uncorrected_volatile"),
+        ecc_uncorrected_aggregate=v.uncorrectable(
+            gpu.find("ecc_errors/aggregate"), "ecc_uncorrected_aggregate"),
+        retired_pages_double_bit=v.get(
+            gpu, "retired_pages/double_bit_retirement/retired_count",
+            "retired_pages_double_bit", _number),
+        retired_pages_pending=v.get(
+            gpu, "retired_pages/pending_retirement", "retired_pages_pending", _flag),
+        remapped_rows_uncorrectable=v.get(
+            remapped, "remapped_row_unc", "remapped_rows_uncorrectable", _number),
+        remapped_rows_pending=v.get(
+            remapped, "remapped_row_pending", "remapped_rows_pending", _flag),
+        remapped_rows_failure=v.get(
+            remapped, "remapped_row_failure", "remapped_rows_failure", _flag),
+        mig_devices=_mig_devices(gpu),
+        markers=v.markers,
+    )
+
+
+def parse_query_xml(text: str) -> SmiReport:
+    """Parse `nvidia-smi -q -x` (any nvsmi_device DTD version seen so far)."""
+    try:
+        root = ET.fromstring(text.strip())
+    except ET.ParseError as exc:
+        raise NvidiaSmiParseError(f"nvidia-smi -q -x output is not XML: {exc}") from None
+    if root.tag != "nvidia_smi_log":
+        raise NvidiaSmiParseError(f"expected <nvidia_smi_log>, got <{root.tag}>")
+    driver = _text(root, "driver_version")
+    cuda = _text(root, "cuda_version")
+    if cuda is not None and _marker(cuda):
+        cuda = None
+    gpus = tuple(_xml_gpu(gpu, i, driver) for i, gpu in enumerate(root.findall("gpu")))
+    return SmiReport(driver_version=driver, cuda_version=cuda, gpus=gpus)
+
+
+# --- header / --version -----------------------------------------------------------
+
+_DRIVER_PATTERNS = (
+    re.compile(r"Driver Version:\s*([\d.]+)"),
+    re.compile(r"^DRIVER version\s*:\s*([\d.]+)", re.MULTILINE),
+)
+_CUDA_PATTERN = re.compile(r"CUDA Version\s*:?\s*([\d.]+)")
+
+
+def parse_driver_info(text: str) -> DriverInfo:
+    """Driver and supported CUDA version from plain `nvidia-smi` or `--version`."""
+    for pattern in _DRIVER_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            cuda = _CUDA_PATTERN.search(text)
+            return DriverInfo(match.group(1), cuda.group(1) if cuda else None)
+    first = text.strip().splitlines()[0] if text.strip() else "(empty)"
+    raise NvidiaSmiParseError(
+        f"no driver version in nvidia-smi output starting {first!r}; "
+        f"classify it with classify_failure() first"
+    )
+
+
+# --- -L ---------------------------------------------------------------------------
+
+_LIST_GPU = re.compile(r"^GPU (\d+): (.+?) \(UUID: ([^)]+)\)\s*$")
+_LIST_MIG = re.compile(r"^\s+MIG\s+(\S+)\s+Device\s+(\d+):\s+\(UUID:\s*([^)]+)\)\s*$")
+
+
+def parse_list(text: str) -> list[GpuRecord]:
+    """Parse `nvidia-smi -L`: GPUs with index, name and UUID, and their MIG devices."""
+    gpus: list[tuple[int, str, str, list[MigDevice]]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        gpu = _LIST_GPU.match(line)
+        if gpu:
+            gpus.append((int(gpu.group(1)), gpu.group(2), gpu.group(3), []))
+            continue
+        mig = _LIST_MIG.match(line)
+        if mig and gpus:
+            gpus[-1][3].append(MigDevice(
+                index=int(mig.group(2)), profile=mig.group(1), uuid=mig.group(3)))
+            continue
+        raise NvidiaSmiParseError(f"unexpected line in nvidia-smi -L output: {line.strip()!r}")
+    return [
+        GpuRecord(index=index, name=name, uuid=uuid, mig_enabled=True if migs else None,
+                  mig_devices=tuple(migs))
+        for index, name, uuid, migs in gpus
+    ]
+
+
+# --- failures ---------------------------------------------------------------------
+
+
+class DriverState(StrEnum):
+    OK = "ok"
+    NOT_INSTALLED = "not-installed"
+    NOT_LOADED = "not-loaded"
+    VERSION_MISMATCH = "version-mismatch"
+    NO_DEVICES = "no-devices"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DriverStatus:
+    state: DriverState
+    explanation: str
+    detail: str = ""
+    library_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is DriverState.OK
+
+
+_COMMAND_MISSING = (127, None)
+
+
+def classify_failure(rc: int | None, output: str) -> DriverStatus:
+    """What nvidia-smi's exit status and output say about the driver.
+
+    `rc` None (or 127) means the command was not found.
+    """
+    text = output.strip()
+    detail = text.splitlines()[0] if text else ""
+    lowered = text.lower()
+    if rc in _COMMAND_MISSING or "command not found" in lowered:
+        return DriverStatus(
+            DriverState.NOT_INSTALLED,
+            "nvidia-smi is not installed: no NVIDIA driver user-space on this host; "
+            "install the driver (gpuprov's nvidia_driver role)",
+            detail,
+        )
+    if "couldn't find libnvidia-ml.so" in lowered:
+        return DriverStatus(
+            DriverState.NOT_INSTALLED,
+            "nvidia-smi is present but libnvidia-ml.so is not: the driver's user-space "
+            "libraries are missing or half-removed; reinstall the driver packages",
+            detail,
+        )
+    if "driver/library version mismatch" in lowered:
+        library = re.search(r"NVML library version:\s*([\d.]+)", text)
+        version = library.group(1) if library else None
+        seen = f" (user-space NVML {version})" if version else ""
+        return DriverStatus(
+            DriverState.VERSION_MISMATCH,
+            f"the loaded kernel module is not the installed user-space driver{seen}, "
+            f"usually after a driver upgrade without reboot: reboot the host (or unload "
+            f"and reload the nvidia modules), then hold the driver packages so unattended "
+            f"upgrades cannot repeat it",
+            detail,
+            version,
+        )
+    if "couldn't communicate with the nvidia driver" in lowered:
+        return DriverStatus(
+            DriverState.NOT_LOADED,
+            "the NVIDIA kernel module is not loaded: check `lsmod | grep nvidia` and "
+            "`dmesg`; usual causes are nouveau holding the GPU (blacklist it, rebuild the "
+            "initramfs, reboot), Secure Boot refusing the unsigned module (enroll the MOK "
+            "key or sign it), or DKMS not built for the running kernel (install its headers)",
+            detail,
+        )
+    if "no devices were found" in lowered:
+        return DriverStatus(
+            DriverState.NO_DEVICES,
+            "the driver is loaded but sees no NVIDIA GPU: check `lspci | grep -i nvidia`; "
+            "a GPU newer than the driver, a disabled PCIe slot/passthrough, or a GPU that "
+            "failed to initialise (see `dmesg | grep NVRM`)",
+            detail,
+        )
+    if "failed to initialize nvml: unknown error" in lowered:
+        return DriverStatus(
+            DriverState.FAILED,
+            "NVML failed with 'Unknown Error': inside a container this is the GPU device "
+            "access lost after `systemctl daemon-reload` (NVIDIA/nvidia-container-toolkit#48; "
+            "recreate the container); on the host, check `dmesg | grep NVRM`",
+            detail,
+        )
+    if "is not a valid field to query" in lowered:
+        return DriverStatus(
+            DriverState.FAILED,
+            "this driver's nvidia-smi does not know one of gpuprov's query fields, so the "
+            "driver predates them: upgrade the driver",
+            detail,
+        )
+    if rc == 0 and text:
+        return DriverStatus(DriverState.OK, "nvidia-smi answered", detail)
+    return DriverStatus(
+        DriverState.FAILED,
+        f"nvidia-smi failed (exit status {rc}): read its message and `dmesg | grep NVRM`",
+        detail,
+    )
