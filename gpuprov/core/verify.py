@@ -1,0 +1,440 @@
+"""The host gates: facts about a host in, an ordered list of checks out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .compat import (
+    FORWARD_COMPAT_RULE,
+    TOOLKIT_MIN_SAFE,
+    ArchSupport,
+    CompatError,
+    Support,
+    cuda_build_supports_cc,
+    driver_supports_cuda,
+    toolkit_findings,
+)
+from .nvidia import DriverState, DriverStatus, GpuRecord
+from .versions import VersionError, parse_version
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    NA = "n/a"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": str(self.status), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the sample workload inside a team-image container reported."""
+
+    nvidia_smi_rc: int | None
+    torch_ok: bool | None
+    torch_error: str = ""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything the gates look at, gathered on the host by the caller.
+
+    None means "not gathered"; the gate then says it could not verify.
+    """
+
+    driver: DriverStatus
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    gpus: tuple[GpuRecord, ...] = ()
+    secure_boot: bool | None = None
+    nouveau_loaded: bool | None = None
+    nouveau_blacklisted: bool | None = None
+    kernel_headers: bool | None = None
+    dev_nvidia: bool | None = None
+    dev_nvidia_uvm: bool | None = None
+    cgroup_version: int | None = None
+    driver_packages_held: bool | None = None
+    nvidia_ctk_version: str | None = None
+    nvidia_container_cli_version: str | None = None
+    docker_running: bool | None = None
+    docker_runtimes: tuple[str, ...] = ()
+    docker_default_runtime: str | None = None
+    cdi_specs: tuple[str, ...] = ()
+    workload: Workload | None = None
+
+
+@dataclass(frozen=True)
+class HostExpectations:
+    """What the inventory says this host should have."""
+
+    gpu_required: bool = True
+    gpu_count: int | None = None
+    gpu_model: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagePin:
+    """The versions the team image promises (from the one image pin)."""
+
+    cuda: str
+    torch: str
+    cuda_build: str
+    # An image whose wheels cover every GPU may knowingly rely on CUDA
+    # minor-version compatibility; then a driver below the table warns, not fails.
+    allow_minor_version_compat: bool = False
+
+
+@dataclass(frozen=True)
+class _Context:
+    facts: HostFacts
+    expect: HostExpectations
+    image: ImagePin
+
+
+def _no_gpu_reason(facts: HostFacts) -> str | None:
+    """Why the host has no usable NVIDIA GPU, or None when it has one."""
+    state = facts.driver.state
+    if state is DriverState.NOT_INSTALLED:
+        return "no NVIDIA driver installed"
+    if state is DriverState.NO_DEVICES:
+        return "the driver sees no NVIDIA GPU"
+    if state is DriverState.OK and not facts.gpus:
+        return "nvidia-smi lists no GPU"
+    return None
+
+
+# --- individual gates ----------------------------------------------------------
+
+
+def _driver(facts: HostFacts) -> Check:
+    if facts.driver.ok:
+        cuda = f", supports CUDA {facts.cuda_version}" if facts.cuda_version else ""
+        return Check("nvidia driver", Status.OK, f"driver {facts.driver_version}{cuda}")
+    hints = []
+    if facts.driver.state is DriverState.NOT_LOADED:
+        if facts.nouveau_loaded:
+            hints.append("nouveau is loaded right now")
+        if facts.secure_boot:
+            hints.append("Secure Boot is on")
+        if facts.kernel_headers is False:
+            hints.append("headers for the running kernel are missing")
+    seen = f" [on this host: {'; '.join(hints)}]" if hints else ""
+    return Check("nvidia driver", Status.FAIL,
+                 f"{facts.driver.state}: {facts.driver.explanation}{seen}")
+
+
+def _kernel_modules(facts: HostFacts) -> Check:
+    if facts.nouveau_loaded:
+        return Check("kernel modules", Status.FAIL,
+                     "nouveau is loaded and holds the GPU: blacklist it in "
+                     "/etc/modprobe.d, rebuild the initramfs and reboot")
+    problems = []
+    if facts.nouveau_blacklisted is False:
+        problems.append("nouveau is not blacklisted (it can take the GPU at the next boot)")
+    if facts.kernel_headers is False:
+        problems.append("no headers for the running kernel (DKMS cannot rebuild the "
+                        "module after a kernel update)")
+    if facts.secure_boot and not facts.driver.ok:
+        problems.append("Secure Boot is on: the module must be signed with an enrolled key")
+    if problems:
+        return Check("kernel modules", Status.WARN, "; ".join(problems))
+    unknown = [name for name, value in (("nouveau", facts.nouveau_loaded),
+                                        ("kernel headers", facts.kernel_headers))
+               if value is None]
+    if unknown:
+        return Check("kernel modules", Status.WARN, f"not gathered: {', '.join(unknown)}")
+    return Check("kernel modules", Status.OK, "nouveau not loaded, kernel headers present")
+
+
+def _packages_held(facts: HostFacts) -> Check:
+    if facts.driver_packages_held is None:
+        return Check("driver packages held", Status.WARN, "not gathered")
+    if facts.driver_packages_held:
+        return Check("driver packages held", Status.OK, "held against unattended upgrades")
+    return Check("driver packages held", Status.WARN,
+                 "not held: an unattended upgrade replaces the user-space driver under the "
+                 "running module ('Driver/library version mismatch' until reboot); "
+                 "apt-mark hold the driver packages")
+
+
+def _device_nodes(facts: HostFacts) -> Check:
+    if facts.dev_nvidia is False:
+        return Check("device nodes", Status.FAIL,
+                     "no /dev/nvidia* device nodes: the driver is not initialised; run "
+                     "nvidia-smi once as root or enable nvidia-persistenced")
+    if facts.dev_nvidia_uvm is False:
+        return Check("device nodes", Status.FAIL,
+                     "/dev/nvidia-uvm is missing: nvidia-smi works without it but every "
+                     "CUDA program fails; load nvidia-uvm (nvidia-modprobe -u -c=0)")
+    if facts.dev_nvidia is None or facts.dev_nvidia_uvm is None:
+        return Check("device nodes", Status.WARN, "not gathered")
+    return Check("device nodes", Status.OK, "/dev/nvidia* and /dev/nvidia-uvm present")
+
+
+def _driver_vs_image(ctx: _Context) -> Check:
+    facts, image = ctx.facts, ctx.image
+    name = "driver vs image CUDA"
+    if not facts.driver.ok or not facts.driver_version:
+        return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
+    try:
+        verdict = driver_supports_cuda(facts.driver_version, image.cuda,
+                                       driver_cuda=facts.cuda_version)
+    except (CompatError, VersionError) as exc:
+        return Check(name, Status.FAIL, f"cannot verify: {exc}")
+    if verdict.status is Support.OK:
+        return Check(name, Status.OK, f"{verdict.message} in the team image")
+    datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
+    forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
+    reason = verdict.message.replace(f"CUDA {image.cuda}", f"CUDA {image.cuda} in the team "
+                                     f"image", 1) + forward
+    if verdict.status is Support.MINOR_VERSION_COMPAT and image.allow_minor_version_compat:
+        return Check(name, Status.WARN, reason)
+    return Check(name, Status.FAIL, reason)
+
+
+def _per_gpu(ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None],
+             ok_reason: str) -> Check:
+    """One check over all GPUs: the worst GPU decides, every bad GPU is named."""
+    results = [judge(gpu) for gpu in ctx.facts.gpus]
+    bad = [r for r in results if r is not None]
+    if not bad:
+        return Check(name, Status.OK, ok_reason)
+    status = worst(bad)
+    reasons = [r.reason for r in bad if r.status is status]
+    if status is Status.NA and len(bad) < len(results):
+        return Check(name, Status.OK, ok_reason)
+    return Check(name, status, "; ".join(reasons))
+
+
+def _compute_capability(ctx: _Context) -> Check:
+    image = ctx.image
+
+    def judge(gpu: GpuRecord) -> Check | None:
+        if gpu.compute_capability is None:
+            return Check("", Status.WARN,
+                         f"{gpu.label()}: compute capability unknown (query it with "
+                         f"--query-gpu=compute_cap)")
+        try:
+            verdict = cuda_build_supports_cc(image.cuda_build, gpu.compute_capability,
+                                             image.torch)
+        except (CompatError, VersionError) as exc:
+            return Check("", Status.FAIL, f"cannot verify: {exc}")
+        if verdict.status is ArchSupport.NATIVE:
+            return None
+        status = Status.WARN if verdict.status is ArchSupport.PTX_JIT else Status.FAIL
+        return Check("", status, f"{gpu.label()}: {verdict.message}")
+
+    ccs = sorted({gpu.compute_capability or "?" for gpu in ctx.facts.gpus})
+    return _per_gpu(ctx, "compute capability", judge,
+                    f"compute capability {', '.join(ccs)} in torch {image.torch} "
+                    f"{image.cuda_build} wheels")
+
+
+def _gpu_count(ctx: _Context) -> Check:
+    found = len(ctx.facts.gpus)
+    wanted = ctx.expect.gpu_count
+    if wanted is None:
+        return Check("gpu count", Status.OK, f"{found} GPU(s); the inventory sets no count")
+    if found == wanted:
+        return Check("gpu count", Status.OK, f"{found} GPU(s) as the inventory expects")
+    return Check("gpu count", Status.FAIL,
+                 f"{found} GPU(s) found, the inventory expects {wanted}: check `nvidia-smi -L`, "
+                 f"`lspci | grep -i nvidia` and `dmesg | grep NVRM` for a GPU that fell off "
+                 f"the bus, or fix the inventory")
+
+
+def _gpu_model(ctx: _Context) -> Check:
+    wanted = ctx.expect.gpu_model
+    names = sorted({gpu.name for gpu in ctx.facts.gpus})
+    if wanted is None:
+        return Check("gpu model", Status.OK, f"{', '.join(names)}; the inventory sets no model")
+    wrong = [gpu for gpu in ctx.facts.gpus if wanted.lower() not in gpu.name.lower()]
+    if not wrong:
+        return Check("gpu model", Status.OK, f"{', '.join(names)} matches {wanted!r}")
+    return Check("gpu model", Status.FAIL,
+                 f"{', '.join(gpu.label() for gpu in wrong)} does not match the inventory's "
+                 f"{wanted!r}: fix the inventory or check the hardware")
+
+
+def _memory_health(ctx: _Context) -> Check:
+    def judge(gpu: GpuRecord) -> Check | None:
+        faults = []
+        for count, what in ((gpu.ecc_uncorrected_volatile, "since boot"),
+                            (gpu.ecc_uncorrected_aggregate, "lifetime")):
+            if count:
+                faults.append(f"{count} uncorrected ECC error(s) {what}")
+        if gpu.retired_pages_pending:
+            faults.append("page retirement pending")
+        if gpu.remapped_rows_pending:
+            faults.append("row remapping pending")
+        if gpu.remapped_rows_failure:
+            faults.append("row remapping failed")
+        if faults:
+            return Check("", Status.FAIL,
+                         f"{gpu.label()}: {', '.join(faults)}: drain the host, reset the GPU "
+                         f"(or reboot) so pending retirements/remaps apply, and replace the "
+                         f"GPU if errors return")
+        denied = [f for f, m in gpu.markers.items() if "permission" in m.lower()]
+        if denied:
+            return Check("", Status.WARN,
+                         f"{gpu.label()}: not allowed to read {', '.join(sorted(denied))}: "
+                         f"gather facts as root")
+        if gpu.ecc_enabled is None and gpu.ecc_uncorrected_volatile is None:
+            return Check("", Status.NA, f"{gpu.label()}: no ECC reporting on this GPU")
+        return None
+
+    return _per_gpu(ctx, "gpu memory health", judge,
+                    "no uncorrected ECC errors, no pending page retirement or row remap")
+
+
+def _mig(ctx: _Context) -> Check:
+    def judge(gpu: GpuRecord) -> Check | None:
+        if gpu.mig_pending is not None and gpu.mig_enabled is not None \
+                and gpu.mig_pending != gpu.mig_enabled:
+            return Check("", Status.WARN,
+                         f"{gpu.label()}: MIG mode change pending: reset the GPU to apply it")
+        if gpu.mig_enabled and not gpu.mig_devices:
+            return Check("", Status.WARN,
+                         f"{gpu.label()}: MIG is enabled but no MIG devices exist, so CUDA "
+                         f"sees no device: create instances or disable MIG")
+        return None
+
+    migs = sum(len(gpu.mig_devices) for gpu in ctx.facts.gpus)
+    return _per_gpu(ctx, "mig", judge,
+                    f"{migs} MIG device(s)" if migs else "MIG not in use")
+
+
+def _toolkit(facts: HostFacts) -> Check:
+    name = "container toolkit"
+    found = [v for v in (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) if v]
+    if not found:
+        return Check(name, Status.FAIL,
+                     "NVIDIA Container Toolkit not installed: `docker run --gpus` fails with "
+                     "'could not select device driver \"\" with capabilities: [[gpu]]'; "
+                     "install it (gpuprov's container_toolkit role)")
+    try:
+        oldest = min(found, key=parse_version)
+        findings = toolkit_findings(oldest)
+    except VersionError as exc:
+        return Check(name, Status.FAIL, f"cannot read the toolkit version: {exc}")
+    if findings:
+        cves = ", ".join(f"{a.cve} (fixed in {a.fixed_in})" for a in findings)
+        return Check(name, Status.FAIL,
+                     f"security: toolkit {oldest} < {TOOLKIT_MIN_SAFE} allows container escape "
+                     f"to the host: {cves}; upgrade nvidia-container-toolkit")
+    return Check(name, Status.OK, f"toolkit {oldest} >= {TOOLKIT_MIN_SAFE}")
+
+
+def _docker_runtime(facts: HostFacts) -> Check:
+    name = "docker gpu runtime"
+    if facts.docker_running is False:
+        return Check(name, Status.FAIL, "docker is not running: start it (systemctl start docker)")
+    if facts.docker_running is None:
+        return Check(name, Status.WARN, "not gathered: docker info was not read")
+    if "nvidia" not in facts.docker_runtimes:
+        known = ", ".join(facts.docker_runtimes) or "none"
+        return Check(name, Status.FAIL,
+                     f"no 'nvidia' runtime in docker (runtimes: {known}): run "
+                     f"`nvidia-ctk runtime configure --runtime=docker` (it merges into "
+                     f"/etc/docker/daemon.json) and restart docker")
+    default = facts.docker_default_runtime or "runc"
+    cdi = f"{len(facts.cdi_specs)} CDI spec(s)" if facts.cdi_specs else "no CDI specs"
+    return Check(name, Status.OK, f"'nvidia' runtime configured (default: {default}; {cdi})")
+
+
+def _cgroups(facts: HostFacts) -> Check:
+    if facts.cgroup_version == 2:
+        return Check("cgroups", Status.OK, "cgroup v2")
+    if facts.cgroup_version == 1:
+        return Check("cgroups", Status.WARN,
+                     "cgroup v1 (legacy): containers can lose GPU access after "
+                     "`systemctl daemon-reload` (NVIDIA/nvidia-container-toolkit#48)")
+    return Check("cgroups", Status.WARN, "cgroup version not gathered")
+
+
+def _workload(facts: HostFacts) -> Check:
+    name = "cuda workload"
+    run = facts.workload
+    if run is None:
+        return Check(name, Status.WARN,
+                     "not run: only a real CUDA operation in a container proves the stack "
+                     "(nvidia-smi alone can pass while /dev/nvidia-uvm is missing)")
+    if run.nvidia_smi_rc != 0:
+        return Check(name, Status.FAIL,
+                     f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}): "
+                     f"the toolkit/runtime does not give the container the GPU")
+    if run.torch_ok is None:
+        return Check(name, Status.WARN, "nvidia-smi ran in the container; torch matmul not run")
+    if not run.torch_ok:
+        error = f" ({run.torch_error})" if run.torch_error else ""
+        return Check(name, Status.FAIL,
+                     f"nvidia-smi passed in the container but the torch CUDA matmul failed"
+                     f"{error}: likely /dev/nvidia-uvm missing or not passed to the "
+                     f"container, or the wheel lacks this GPU's architecture")
+    return Check(name, Status.OK, "nvidia-smi and a torch CUDA matmul ran in the container")
+
+
+# --- assembly ----------------------------------------------------------------------
+
+_GPU_CHECKS = ("nvidia driver", "kernel modules", "driver packages held", "device nodes",
+               "driver vs image CUDA", "gpu count", "gpu model", "compute capability",
+               "gpu memory health", "mig", "container toolkit", "docker gpu runtime",
+               "cgroups", "cuda workload")
+
+
+def verify_host(facts: HostFacts, expect: HostExpectations, image: ImagePin) -> list[Check]:
+    """Run every gate, in a fixed order, for one host."""
+    missing = _no_gpu_reason(facts)
+    if missing is not None and not expect.gpu_required:
+        reason = f"no NVIDIA GPU ({missing}); allowed by the inventory"
+        return [Check(name, Status.NA, reason) for name in _GPU_CHECKS]
+    ctx = _Context(facts, expect, image)
+    checks = [
+        _driver(facts),
+        _kernel_modules(facts),
+        _packages_held(facts),
+        _device_nodes(facts),
+        _driver_vs_image(ctx),
+    ]
+    if missing is not None:
+        absent = f"the inventory requires a GPU but {missing}"
+        checks += [Check(name, Status.FAIL, absent)
+                   for name in ("gpu count", "gpu model", "compute capability",
+                                "gpu memory health", "mig")]
+    else:
+        checks += [_gpu_count(ctx), _gpu_model(ctx), _compute_capability(ctx),
+                   _memory_health(ctx), _mig(ctx)]
+    checks += [_toolkit(facts), _docker_runtime(facts), _cgroups(facts), _workload(facts)]
+    return checks
+
+
+_SEVERITY = {Status.NA: 0, Status.OK: 1, Status.WARN: 2, Status.FAIL: 3}
+
+
+def worst(checks: Iterable[Check]) -> Status:
+    """The status that decides for the whole list (fail > warn > ok > n/a)."""
+    return max((c.status for c in checks), key=_SEVERITY.__getitem__, default=Status.NA)
+
+
+def to_dicts(checks: Iterable[Check]) -> list[dict[str, str]]:
+    return [check.to_dict() for check in checks]
+
+
+def render_table(checks: Iterable[Check]) -> str:
+    """A fixed-width table: check, status, reason."""
+    rows = [("CHECK", "STATUS", "REASON")] + [(c.name, str(c.status), c.reason) for c in checks]
+    width = max(len(name) for name, _, _ in rows)
+    status_width = max(len(status) for _, status, _ in rows)
+    return "\n".join(f"{name:<{width}}  {status:<{status_width}}  {reason}".rstrip()
+                     for name, status, reason in rows)
