@@ -327,8 +327,12 @@ def wheel_arch_list(build: str, torch: str | None = None) -> tuple[str, ...]:
             f"unknown PyTorch CUDA build {build!r}; known: {', '.join(TORCH_CUDA_BUILDS)}"
         )
     if torch is None:
-        common = set(rows[0].archs).intersection(*(row.archs for row in rows[1:]))
-        return tuple(arch for arch in rows[0].archs if arch in common)
+        numbers = [{a.removesuffix("+PTX") for a in row.archs} for row in rows]
+        common = set.intersection(*numbers)
+        ptx = set.intersection(*({a.removesuffix("+PTX") for a in row.archs
+                                  if a.endswith("+PTX")} for row in rows))
+        ordered = sorted(common, key=parse_version)
+        return tuple(f"{a}+PTX" if a in ptx else a for a in ordered)
     release = major_minor(torch)
     shipped = [row for row in rows if parse_version(row.torch_from) <= release]
     if not shipped:
