@@ -478,6 +478,8 @@ def _check_labels(
             absent_ok = promise is None and not value
         if same or absent_ok:
             continue
+        if key == "cuda" and _no_cuda(promise):
+            promise = "none"
         findings.append(
             Finding(
                 FAIL,
