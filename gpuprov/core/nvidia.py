@@ -17,7 +17,8 @@ from enum import StrEnum
 
 # Everything gpuprov reads per GPU, in one query, so the Ansible module and the
 # CLI run the same command. All of these exist in the --help-query-gpu of the
-# 590 and 595 drivers in tests/fixtures; "compute_cap" is the youngest (R510).
+# 590 and 595 drivers in tests/fixtures; an older driver that lacks one fails the
+# whole query with "is not a valid field to query" (see classify_failure).
 QUERY_GPU_FIELDS: tuple[str, ...] = (
     "index",
     "name",
