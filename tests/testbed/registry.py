@@ -1,0 +1,54 @@
+"""The local registry hosts pull from: Debian's `docker-registry` (CNCF distribution 2.8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import netns
+from .procs import Daemon, run, wait_for
+
+
+class Registry:
+    """Plain-HTTP registry in the engine's namespace, storage in the run directory."""
+
+    def __init__(self, netns_name: str, run_dir: Path, address: str, port: int) -> None:
+        self.netns_name = netns_name
+        self.address = address
+        self.port = port
+        storage = run_dir / "registry"
+        config = run_dir / "registry.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: '{address}:{port}'}}\n"
+        )
+        self.daemon = Daemon(
+            "docker-registry",
+            ["nsenter", f"--net={netns.path(netns_name)}", "docker-registry", "serve", str(config)],
+            run_dir / "registry.log",
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def start(self) -> None:
+        self.daemon.start()
+        wait_for("registry", self._answers, timeout=30, details=self.daemon.log_tail)
+
+    def _answers(self) -> bool:
+        if not self.daemon.alive():
+            raise RuntimeError(f"docker-registry exited early\n{self.daemon.log_tail()}")
+        probe = [
+            "nsenter",
+            f"--net={netns.path(self.netns_name)}",
+            "nc",
+            "-z",
+            self.address,
+            str(self.port),
+        ]
+        return run(probe, check=False).returncode == 0
+
+    def stop(self) -> None:
+        self.daemon.stop()
