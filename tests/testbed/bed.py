@@ -60,6 +60,8 @@ class TestBed:
         self.base_image: str = images.BASE_IMAGE
         self.timings: dict[str, float] = {}
         self.build_log: list[str] = []
+        # Set once the lock is ours: a bed refused by the lock must not tear down the live one.
+        self._owns_machine = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -86,6 +88,7 @@ class TestBed:
     def _start(self) -> None:
         began = time.monotonic()
         self._lock.acquire()
+        self._owns_machine = True
         self._clean_stale()
         if self._workdir:
             self._workdir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +137,8 @@ class TestBed:
 
         Every step runs even if an earlier one failed; the failures are raised together.
         """
+        if not self._owns_machine:
+            return
         errors: list[str] = []
 
         def attempt(what: str, step) -> None:
@@ -167,6 +172,7 @@ class TestBed:
         if self.run_dir is not None:
             attempt("remove run dir", lambda: shutil.rmtree(self.run_dir, ignore_errors=True))
         self._lock.release()
+        self._owns_machine = False
         if errors:
             raise RuntimeError("test bed teardown failed:\n" + "\n".join(errors))
 
@@ -380,6 +386,29 @@ class TestBed:
         """Private key that logs in as root on every host."""
         assert self.run_dir
         return self.run_dir / "id_ed25519"
+
+    def push_image(self, local_ref: str, repository: str) -> str:
+        """Push a local image of the outer engine to the bed's registry.
+
+        Returns `REGISTRY/repository@sha256:...`, the by-digest reference hosts pull.
+        """
+        assert self.engine
+        remote = f"{self.registry}/{repository}"
+        self.engine.docker("tag", local_ref, remote)
+        self.engine.docker("push", remote)
+        digests = self.engine.docker(
+            "image", "inspect", "-f", "{{json .RepoDigests}}", remote
+        ).stdout
+        repo_name = remote.rsplit(":", 1)[0] if ":" in remote.split("/")[-1] else remote
+        for digest_ref in json.loads(digests):
+            if digest_ref.startswith(repo_name + "@"):
+                return digest_ref
+        raise CommandError(f"no registry digest for {remote} after push: {digests}")
+
+    def shell_image(self) -> str:
+        """A tiny runnable image (dash + libc, ~2 MB) in the outer engine, for quick containers."""
+        assert self.engine and self.run_dir
+        return images.ensure_shell_image(self.engine, self.run_dir / "shell-image")
 
     def docker_env(self) -> dict[str, str]:
         """Environment for `docker` (or the Docker SDK) to use the private outer engine."""

@@ -191,3 +191,24 @@ def ensure_host_image(engine: Engine) -> str:
             "build", "-q", "--build-arg", f"HOST_ROOT={HOST_ROOT_IMAGE}", "-t", image, str(context)
         )
     return image
+
+
+SHELL_IMAGE = "gpuprov-testbed/shell:latest"
+# dash and the loader/libc it needs: enough for `sh -c` in containers, pushed in a blink.
+_SHELL_FILES = {
+    "bin/sh": Path("/bin/dash"),
+    "lib/x86_64-linux-gnu/libc.so.6": Path("/lib/x86_64-linux-gnu/libc.so.6"),
+    "lib64/ld-linux-x86-64.so.2": Path("/lib64/ld-linux-x86-64.so.2"),
+}
+
+
+def ensure_shell_image(engine: Engine, context: Path) -> str:
+    """Build the tiny shell image from this machine's dash and libc, unless it exists."""
+    if engine.docker("image", "inspect", SHELL_IMAGE, check=False).returncode == 0:
+        return SHELL_IMAGE
+    for target, source in _SHELL_FILES.items():
+        (context / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source.resolve(), context / target)
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY . /\nCMD ["/bin/sh"]\n')
+    engine.docker("build", "-q", "-t", SHELL_IMAGE, str(context))
+    return SHELL_IMAGE
