@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -456,7 +457,9 @@ class TestBed:
             f"root@{self.host_address(host)}",
         ]
 
-    def ssh(self, host: str, command: str, check: bool = True, timeout: float = 120):
+    def ssh(
+        self, host: str, command: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run a shell command on the host over real SSH; returns CompletedProcess (text)."""
         return run([*self.ssh_argv(host), command], check=check, timeout=timeout)
 
