@@ -15,8 +15,17 @@ import pytest
 from testbed import L40S_CAPTURE, HostSpec, TestBed
 
 HERE = Path(__file__).resolve().parent
-REQUIRED_TOOLS = ("dockerd", "docker", "docker-registry", "debootstrap", "nsenter", "nc", "ssh",
-                  "ssh-keygen", "ip")
+REQUIRED_TOOLS = (
+    "dockerd",
+    "docker",
+    "docker-registry",
+    "debootstrap",
+    "nsenter",
+    "nc",
+    "ssh",
+    "ssh-keygen",
+    "ip",
+)
 TIMINGS = pytest.StashKey[dict[str, float]]()
 
 
@@ -67,8 +76,9 @@ def testbed(request: pytest.FixtureRequest) -> Iterator[TestBed]:
     bed = TestBed(
         [
             HostSpec("h100", toolkit_version="1.17.8"),
-            HostSpec("oldgpu", capture=L40S_CAPTURE, driver_version="535.104.05",
-                     cuda_version="12.2"),
+            HostSpec(
+                "oldgpu", capture=L40S_CAPTURE, driver_version="535.104.05", cuda_version="12.2"
+            ),
             HostSpec("notoolkit", toolkit_version=None),
         ]
     )
@@ -91,7 +101,7 @@ def docker_env(testbed: TestBed) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def registry(testbed: TestBed) -> str:
-    """"ADDR:PORT" of the bed's registry, as hosts see it."""
+    """The registry as ADDR:PORT, as hosts see it."""
     return testbed.registry
 
 

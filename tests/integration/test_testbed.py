@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from testbed import BedBusy, HostSpec, TestBed
+from testbed import L40S_CAPTURE, BedBusy, HostSpec, TestBed
 
 HOSTS = ("h100", "oldgpu", "notoolkit")
 
@@ -29,8 +29,11 @@ def test_each_host_is_its_own_machine(testbed: TestBed) -> None:
 def test_hosts_run_their_own_engines(testbed: TestBed, shell_image_ref: str) -> None:
     ids = set()
     for host in HOSTS:
-        testbed.ssh(host, f"docker pull -q {shell_image_ref} >/dev/null && "
-                          f"docker create --name only-on-{host} {shell_image_ref} >/dev/null")
+        testbed.ssh(
+            host,
+            f"docker pull -q {shell_image_ref} >/dev/null && "
+            f"docker create --name only-on-{host} {shell_image_ref} >/dev/null",
+        )
         ids.add(testbed.ssh(host, "docker info -f '{{.ID}}'").stdout.strip())
     for host in HOSTS:
         names = testbed.ssh(host, "docker ps -a --format '{{.Names}}'").stdout.split()
@@ -42,9 +45,11 @@ def test_hosts_run_their_own_engines(testbed: TestBed, shell_image_ref: str) -> 
 def test_pull_by_digest_from_the_local_registry(testbed: TestBed, shell_image_ref: str) -> None:
     assert shell_image_ref.startswith(f"{testbed.registry}/gpuprov-test/shell@sha256:")
     testbed.ssh("oldgpu", f"docker pull {shell_image_ref}")
-    digests = json.loads(testbed.ssh(
-        "oldgpu", f"docker image inspect -f '{{{{json .RepoDigests}}}}' {shell_image_ref}"
-    ).stdout)
+    digests = json.loads(
+        testbed.ssh(
+            "oldgpu", f"docker image inspect -f '{{{{json .RepoDigests}}}}' {shell_image_ref}"
+        ).stdout
+    )
     assert shell_image_ref in digests
     out = testbed.ssh("oldgpu", f"docker run --rm {shell_image_ref} sh -c 'echo ran'")
     assert out.stdout.strip() == "ran"
@@ -63,7 +68,8 @@ def test_gpu_request_reaches_the_fake_hook(testbed: TestBed, shell_image_ref: st
     assert _hook_requests(testbed, "h100")[before:] == ["all", "0"]
     # The capture has one GPU: asking for a second fails as on the real machine.
     missing = testbed.ssh(
-        "h100", f"docker run --rm --gpus '\"device=0,1\"' {shell_image_ref} sh -c true",
+        "h100",
+        f"docker run --rm --gpus '\"device=0,1\"' {shell_image_ref} sh -c true",
         check=False,
     )
     assert missing.returncode != 0
@@ -101,10 +107,10 @@ def test_fake_driver_states_follow_the_host_config(testbed: TestBed) -> None:
         testbed.reconfigure_host("oldgpu", driver_mismatch=True)
         out = testbed.ssh("oldgpu", "nvidia-smi", check=False)
         assert (out.returncode, out.stdout.strip()) == (
-            18, "Failed to initialize NVML: Driver/library version mismatch")
+            18,
+            "Failed to initialize NVML: Driver/library version mismatch",
+        )
     finally:
-        from testbed import L40S_CAPTURE
-
         testbed.reconfigure_host("oldgpu", capture=L40S_CAPTURE, driver_mismatch=False)
     assert testbed.ssh("oldgpu", "nvidia-smi -L").returncode == 0
 
@@ -132,7 +138,9 @@ def test_ansible_reaches_every_host(testbed: TestBed, inventory: Path) -> None:
     ansible = Path(sys.executable).parent / "ansible"
     out = subprocess.run(
         [str(ansible), "all", "-i", str(inventory), "-m", "ansible.builtin.ping", "-o"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
