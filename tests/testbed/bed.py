@@ -379,7 +379,7 @@ class TestBed:
 
     @property
     def registry(self) -> str:
-        """ "ADDR:PORT" of the local registry, as the hosts (and the outer engine) see it."""
+        """The local registry as ADDR:PORT, as the hosts (and the outer engine) see it."""
         return f"{GATEWAY}:{REGISTRY_PORT}"
 
     @property
