@@ -12,6 +12,7 @@ machine's real network):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -30,13 +31,18 @@ from .paths import NVIDIA_SMI_FIXTURES, cache_dir
 from .procs import CommandError, run, wait_for
 from .registry import Registry
 
-NETNS = "gpuprov-tb"
-NETWORK = "gpuprov-tb"
-SUBNET = "10.210.0.0/24"
-GATEWAY = "10.210.0.1"
+# Several beds may run side by side (developers testing in parallel): each
+# slot has its own namespace, subnet, engine data root and lock.
+SLOT = int(os.environ.get("GPUPROV_TESTBED_SLOT", "0"))
+NETNS = f"gpuprov-tb{SLOT or ''}"
+NETWORK = NETNS
+NET_PREFIX = f"10.{210 + SLOT}.0"
+SUBNET = f"{NET_PREFIX}.0/24"
+GATEWAY = f"{NET_PREFIX}.1"
 REGISTRY_PORT = 5000
 FIRST_HOST_IP = 11
-CONTAINER_PREFIX = "gpuprov-tb-"
+CONTAINER_PREFIX = f"{NETNS}-"
+ENGINE_DIR = "docker" if not SLOT else f"docker-slot{SLOT}"
 LABEL = "gpuprov.testbed"
 RUN_DIR_PREFIX = "gpuprov-testbed-"
 
@@ -55,7 +61,7 @@ class TestBed:
         self.run_dir: Path | None = None
         self.engine: Engine | None = None
         self._registry: Registry | None = None
-        self._lock = RunLock(cache_dir() / "testbed.lock")
+        self._lock = RunLock(cache_dir() / f"testbed{SLOT or ''}.lock")
         self._container_ids: list[str] = []
         self.host_image: str | None = None
         self.base_image: str = images.BASE_IMAGE
@@ -111,7 +117,7 @@ class TestBed:
             ]
         )
         netns.create(NETNS)
-        self.engine = Engine(NETNS, self.run_dir, cache_dir() / "docker", [SUBNET])
+        self.engine = Engine(NETNS, self.run_dir, cache_dir() / ENGINE_DIR, [SUBNET])
         self.engine.start()
         self._remove_stale_objects()
         self.timings["engine"] = time.monotonic() - began
@@ -166,7 +172,7 @@ class TestBed:
             attempt("stop dockerd", self.engine.stop)
             self.engine = None
         attempt("reap", cleanup.reap_zombie_children)
-        roots = [cache_dir() / "docker"] + ([self.run_dir] if self.run_dir else [])
+        roots = [cache_dir() / ENGINE_DIR] + ([self.run_dir] if self.run_dir else [])
         attempt("unmount", lambda: cleanup.unmount_under(*roots))
         attempt("kill namespace processes", lambda: netns.kill_all(NETNS))
         attempt("delete namespace", lambda: netns.delete(NETNS))
@@ -182,15 +188,15 @@ class TestBed:
         found = []
         if netns.exists(NETNS):
             found.append(f"network namespace {NETNS}")
-        needles = [str(cache_dir() / "docker"), RUN_DIR_PREFIX, str(netns.path(NETNS))]
+        needles = [str(cache_dir() / ENGINE_DIR), RUN_DIR_PREFIX, str(netns.path(NETNS))]
         found += cleanup.processes_mentioning(*needles)
         found += cleanup.processes_in_containers(self._container_ids)
         found += [
-            f"mount {m}" for m in cleanup.mounts_under(cache_dir() / "docker", netns.path(NETNS))
+            f"mount {m}" for m in cleanup.mounts_under(cache_dir() / ENGINE_DIR, netns.path(NETNS))
         ]
         if self.run_dir is not None and self.run_dir.exists():
             found.append(f"run directory {self.run_dir}")
-        containers = cache_dir() / "docker" / "containers"
+        containers = cache_dir() / ENGINE_DIR / "containers"
         if containers.is_dir():
             found += [f"container {c.name}" for c in containers.iterdir()]
         return found
@@ -204,7 +210,7 @@ class TestBed:
             for m in cleanup.mounts_under(Path(tempfile.gettempdir()))
             if RUN_DIR_PREFIX in m
         ]
-        cleanup.unmount_under(cache_dir() / "docker", *stale_runs)
+        cleanup.unmount_under(cache_dir() / ENGINE_DIR, *stale_runs)
         netns.delete(NETNS)
 
     def _remove_stale_objects(self) -> None:
@@ -233,7 +239,7 @@ class TestBed:
     def host_address(self, host: str) -> str:
         """The host's IP on the bed's network (reachable only inside the bed's namespace)."""
         self._spec(host)
-        return f"10.210.0.{FIRST_HOST_IP + list(self.hosts).index(host)}"
+        return f"{NET_PREFIX}.{FIRST_HOST_IP + list(self.hosts).index(host)}"
 
     def _config_path(self, host: str) -> Path:
         assert self.run_dir
