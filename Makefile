@@ -1,0 +1,46 @@
+# gpuprov: `make run` provisions this machine, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+INVENTORY ?= inventories/local
+PYTEST_ARGS ?=
+
+.PHONY: run test quick lint unit integration syntax bench clean-testbed
+
+## run: install the controller and run site.yml on $(INVENTORY) (this machine by default)
+run:
+	scripts/bootstrap
+	ansible-playbook -i $(INVENTORY) site.yml
+
+## test: the whole suite: lint, unit, then the real test bed (dockerd, registry, SSH hosts)
+test:
+	scripts/bootstrap --test
+	$(MAKE) --no-print-directory lint unit integration
+
+## quick: lint and unit tests only (seconds)
+quick: lint unit
+
+lint: syntax
+	ruff check gpuprov plugins tests bench
+	ruff format --check gpuprov plugins tests bench
+	yamllint -s .
+	ansible-lint --profile production
+
+syntax:
+	@for inv in inventories/local inventories/example; do \
+	  gpuprov check -i $$inv || exit 1; \
+	  for play in site.yml playbooks/*.yml; do \
+	    ansible-playbook -i $$inv --syntax-check $$play >/dev/null || { echo "syntax: $$play with $$inv failed"; exit 1; }; \
+	  done; \
+	done; echo "syntax: every playbook with both inventories: ok"
+
+unit:
+	pytest -q tests/unit $(PYTEST_ARGS)
+
+integration:
+	pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+bench:
+	python bench/inventory_check.py
