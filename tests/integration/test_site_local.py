@@ -1,0 +1,146 @@
+"""`ansible-playbook site.yml` on inventories/local, for real, on this machine.
+
+This is the README's first command: Docker installed and started when
+missing, the CPU team image built here, the demo user's Jupyter and SSH
+workspaces started. The test then uses them as the user would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SOCKET = Path("/var/run/docker.sock")
+DOCKERD_PIDFILE = Path("/run/gpuprov-dockerd.pid")  # where the docker_engine role starts it
+TOKEN = Path("/etc/gpuprov/secrets/demo/jupyter-token")
+HOME_DIR = Path("/srv/gpuprov/demo/home")
+JUPYTER = "http://127.0.0.1:28000/api/status"
+SSH_PORT = "28001"
+
+
+def playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    env["PATH"] = f"{REPO / '.venv/bin'}:{env['PATH']}"
+    return subprocess.run(
+        ["ansible-playbook", "site.yml", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "-H", f"unix://{SOCKET}", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def recap(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("localhost ")]
+    assert lines, output[-3000:]
+    return lines[-1]
+
+
+def status(token: str | None) -> int:
+    request = urllib.request.Request(JUPYTER)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture(scope="module")
+def site_run() -> Iterator[subprocess.CompletedProcess[str]]:
+    engine_was_up = docker("version").returncode == 0
+    try:
+        yield playbook()
+    finally:
+        for kind in ("jupyter", "ssh"):
+            docker("rm", "--force", f"gpuprov-demo-{kind}")
+        if not engine_was_up and DOCKERD_PIDFILE.exists():
+            # The playbook started dockerd for this test: stop it and wait it out.
+            pid = int(DOCKERD_PIDFILE.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(60):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.5)
+            DOCKERD_PIDFILE.unlink(missing_ok=True)
+
+
+def test_site_runs_green_on_this_machine(site_run):
+    assert site_run.returncode == 0, site_run.stdout[-4000:] + site_run.stderr[-2000:]
+    assert "failed=0" in recap(site_run.stdout)
+
+
+def test_jupyter_answers_with_the_token_only(site_run):
+    token = TOKEN.read_text().strip()
+    assert len(token) >= 32
+    assert status(token) == 200
+    assert status(None) == 403
+    assert status("not-the-token") == 403
+    assert TOKEN.stat().st_mode & 0o077 == 0, "the token is readable by others"
+
+
+def test_the_token_never_appears_in_the_output(site_run):
+    token = TOKEN.read_text().strip()
+    assert token not in site_run.stdout + site_run.stderr
+    inspect = docker("inspect", "gpuprov-demo-jupyter")
+    assert token not in inspect.stdout, "the token is visible in docker inspect"
+
+
+def test_ssh_login_with_the_users_key_lands_files_on_the_volume(site_run):
+    marker = f"written-by-test-{os.getpid()}"
+    login = subprocess.run(
+        [
+            "ssh",
+            "-p",
+            SSH_PORT,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "demo@127.0.0.1",
+            f"id && touch ~/{marker} && python -c 'import torch; print(torch.ones(3).sum().item())'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert login.returncode == 0, login.stderr
+    assert "uid=1500(demo)" in login.stdout
+    assert "3.0" in login.stdout, "torch does not compute inside the workspace"
+    written = HOME_DIR / marker
+    try:
+        assert written.stat().st_uid == 1500
+    finally:
+        written.unlink(missing_ok=True)
+
+
+def test_second_run_and_check_mode_change_nothing(site_run):
+    again = playbook()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in recap(again.stdout)
+    check = playbook("--check", "--diff")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "changed=0" in recap(check.stdout)

@@ -1,0 +1,40 @@
+"""site.yml checks the inventory on the controller before any host is touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_site(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    env["PATH"] = f"{REPO / '.venv/bin'}:{env['PATH']}"
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "site.yml", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_bad_inventory_stops_site_yml_in_the_first_play():
+    bad = REPO / "tests/unit/bad_inventories/gpu-given-twice"
+    result = run_site(bad)
+    assert result.returncode != 0
+    out = result.stdout
+    assert "GPU 1 on host 'gpu1' is already given to user 'alice'" in out
+    assert "gpu-given-twice/group_vars/all/users.yml" in out
+    # The hosts (TEST-NET addresses that answer nobody) were never contacted.
+    assert "gpu1" not in out.split("PLAY RECAP")[-1]
+    assert "Make sure Docker answers" not in out
+
+
+def test_check_mode_also_stops_on_a_bad_inventory():
+    result = run_site(REPO / "tests/unit/bad_inventories/unknown-host", "--check")
+    assert result.returncode != 0
+    assert "host 'gpu9' is not in the inventory" in result.stdout
