@@ -30,11 +30,12 @@ KEY_LABEL = "gpuprov.testbed.key"
 
 # What images built FROM the base need: Python with venv/pip for offline wheels
 # (Jupyter, torch), requests for Ansible's docker modules, sshd for SSH workspaces,
-# tini as init, curl for health checks.
+# tini as init, curl for health checks, nss_wrapper to name the user's uid in workspaces.
 BASE_PACKAGES = (
     "ca-certificates",
     "curl",
     "iproute2",
+    "libnss-wrapper",
     "openssh-server",
     "procps",
     "python3",
@@ -82,7 +83,8 @@ def ensure_base_images(engine: Engine, log: list[str]) -> str:
     key = _key(_RECIPE_VERSION, SUITE, mirror, BASE_PACKAGES, HOST_PACKAGES)
     if _label(engine, BASE_IMAGE) == key and _label(engine, HOST_ROOT_IMAGE) == key:
         return BASE_IMAGE
-    root = cache_dir() / "rootfs"
+    # One root per process: beds in other slots may be rebuilding at the same time.
+    root = cache_dir() / f"rootfs-{os.getpid()}"
     _remove_root(root)
     try:
         started = time.monotonic()
