@@ -44,6 +44,11 @@ class Workload:
     nvidia_smi_rc: int | None
     torch_ok: bool | None
     torch_error: str = ""
+    # Why the container did not run at all (docker's message); empty when it ran.
+    error: str = ""
+    nvidia_smi_output: str = ""
+    # Why the workload was deliberately not run (e.g. the image is not on the host yet).
+    skipped: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,15 @@ class HostFacts:
     dev_nvidia_uvm: bool | None = None
     cgroup_version: int | None = None
     driver_packages_held: bool | None = None
+    # None: not gathered (no dpkg); (): dpkg knows no driver package (.run install).
+    driver_packages_installed: tuple[str, ...] | None = None
     nvidia_ctk_version: str | None = None
     nvidia_container_cli_version: str | None = None
     docker_running: bool | None = None
     docker_runtimes: tuple[str, ...] = ()
     docker_default_runtime: str | None = None
+    # Runtimes /etc/docker/daemon.json names: differs from docker_runtimes until a restart.
+    daemon_json_runtimes: tuple[str, ...] = ()
     cdi_specs: tuple[str, ...] = ()
     workload: Workload | None = None
 
@@ -87,9 +96,10 @@ class HostExpectations:
 class ImagePin:
     """The versions the team image promises (from the one image pin)."""
 
-    cuda: str
+    # None for a CPU image (promises.cuda: none): no driver or arch gate applies.
+    cuda: str | None
     torch: str
-    cuda_build: str
+    cuda_build: str | None
     # An image whose wheels cover every GPU may knowingly rely on CUDA
     # minor-version compatibility; then a driver below the table warns, not fails.
     allow_minor_version_compat: bool = False
@@ -158,10 +168,17 @@ def _kernel_modules(facts: HostFacts) -> Check:
 
 
 def _packages_held(facts: HostFacts) -> Check:
+    if facts.driver_packages_held is None and facts.driver_packages_installed == ():
+        return Check("driver packages held", Status.WARN,
+                     "no NVIDIA driver package installed by apt (a .run-installed driver "
+                     "cannot be held): install the driver from packages "
+                     "(nvidia_driver_manage) so it can be pinned and held")
     if facts.driver_packages_held is None:
         return Check("driver packages held", Status.WARN, "not gathered")
     if facts.driver_packages_held:
-        return Check("driver packages held", Status.OK, "held against unattended upgrades")
+        names = ", ".join(facts.driver_packages_installed or ())
+        held = f"{names} held" if names else "held"
+        return Check("driver packages held", Status.OK, f"{held} against unattended upgrades")
     return Check("driver packages held", Status.WARN,
                  "not held: an unattended upgrade replaces the user-space driver under the "
                  "running module ('Driver/library version mismatch' until reboot); "
@@ -185,6 +202,8 @@ def _device_nodes(facts: HostFacts) -> Check:
 def _driver_vs_image(ctx: _Context) -> Check:
     facts, image = ctx.facts, ctx.image
     name = "driver vs image CUDA"
+    if image.cuda is None:
+        return Check(name, Status.NA, "the team image is a CPU build (cuda: none)")
     if not facts.driver.ok or not facts.driver_version:
         return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
     try:
@@ -219,6 +238,9 @@ def _per_gpu(ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None
 
 def _compute_capability(ctx: _Context) -> Check:
     image = ctx.image
+    if image.cuda_build is None:
+        return Check("compute capability", Status.NA,
+                     "the team image is a CPU build: its torch has no GPU kernels")
 
     def judge(gpu: GpuRecord) -> Check | None:
         if gpu.compute_capability is None:
@@ -226,7 +248,7 @@ def _compute_capability(ctx: _Context) -> Check:
                          f"{gpu.label()}: compute capability unknown (query it with "
                          f"--query-gpu=compute_cap)")
         try:
-            verdict = cuda_build_supports_cc(image.cuda_build, gpu.compute_capability,
+            verdict = cuda_build_supports_cc(image.cuda_build or "", gpu.compute_capability,
                                              image.torch)
         except (CompatError, VersionError) as exc:
             return Check("", Status.FAIL, f"cannot verify: {exc}")
@@ -344,6 +366,11 @@ def _docker_runtime(facts: HostFacts) -> Check:
         return Check(name, Status.WARN, "not gathered: docker info was not read")
     if "nvidia" not in facts.docker_runtimes:
         known = ", ".join(facts.docker_runtimes) or "none"
+        if "nvidia" in facts.daemon_json_runtimes:
+            return Check(name, Status.FAIL,
+                         f"/etc/docker/daemon.json names the 'nvidia' runtime but the running "
+                         f"docker does not have it (runtimes: {known}): restart docker "
+                         f"(restart required)")
         return Check(name, Status.FAIL,
                      f"no 'nvidia' runtime in docker (runtimes: {known}): run "
                      f"`nvidia-ctk runtime configure --runtime=docker` (it merges into "
@@ -370,10 +397,19 @@ def _workload(facts: HostFacts) -> Check:
         return Check(name, Status.WARN,
                      "not run: only a real CUDA operation in a container proves the stack "
                      "(nvidia-smi alone can pass while /dev/nvidia-uvm is missing)")
-    if run.nvidia_smi_rc != 0:
+    if run.skipped:
+        return Check(name, Status.WARN, f"not run: {run.skipped}")
+    if run.error:
         return Check(name, Status.FAIL,
-                     f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}): "
-                     f"the toolkit/runtime does not give the container the GPU")
+                     f"the workload container did not run: {run.error}")
+    cuda_failed = (f"; CUDA operation failed: {run.torch_error}"
+                   if run.torch_ok is False and run.torch_error else "")
+    if run.nvidia_smi_rc != 0:
+        said = f": {run.nvidia_smi_output.splitlines()[0]}" if run.nvidia_smi_output else ""
+        return Check(name, Status.FAIL,
+                     f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}"
+                     f"{said}): the toolkit/runtime does not give the container the GPU"
+                     f"{cuda_failed}")
     if run.torch_ok is None:
         return Check(name, Status.WARN, "nvidia-smi ran in the container; torch matmul not run")
     if not run.torch_ok:

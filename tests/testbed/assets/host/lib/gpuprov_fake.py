@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -22,6 +23,11 @@ LOG_DIR = Path(os.environ.get("GPUPROV_FAKE_LOG_DIR", "/var/log/gpuprov-fake"))
 FAKE_BIN = Path("/opt/gpuprov-fake/bin")
 INSTALL_DIR = Path("/usr/bin")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
+# Faults a test injects on a running host (written over SSH, read on every call):
+# {"query_gpu": {"ecc.errors.uncorrected.volatile.total": "2", ...}} overrides
+# those --query-gpu fields on every GPU, since no real capture shows a faulty GPU.
+FAULTS = Path(os.environ.get("GPUPROV_FAKE_FAULTS", "/etc/gpuprov-fake/faults.json"))
+DEV = Path("/dev")
 
 DRIVER_TOOLS = ("nvidia-smi",)
 TOOLKIT_TOOLS = (
@@ -41,6 +47,10 @@ SECTION_RULE = "#" * 80
 
 def load_config() -> dict:
     return json.loads(CONFIG.read_text())
+
+
+def load_faults() -> dict:
+    return json.loads(FAULTS.read_text()) if FAULTS.exists() else {}
 
 
 # ---------------------------------------------------------------- captures
@@ -228,6 +238,8 @@ def _query_gpu(driver: Driver, options: dict[str, str]) -> int:
     wanted = options.get("-i", options.get("--id"))
     if wanted is not None and "index" in names:
         rows = [r for r in rows if r[names.index("index")] in wanted.split(",")]
+    overrides = {aliases.get(k, k): str(v) for k, v in load_faults().get("query_gpu", {}).items()}
+    rows = [[overrides.get(names[i], value) for i, value in enumerate(row)] for row in rows]
     out = []
     if "noheader" not in formats:
         out.append(", ".join(header[c] for c in columns))
@@ -399,6 +411,7 @@ def setup() -> int:
             link.unlink()
         if tool in tools:
             link.symlink_to(FAKE_BIN / tool)
+    _device_nodes(config)
     # Written once: what nvidia-ctk or a playbook puts in it later survives a restart.
     if not DAEMON_JSON.exists():
         daemon: dict = {"insecure-registries": config.get("insecure_registries", [])}
@@ -407,6 +420,26 @@ def setup() -> int:
         DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
         DAEMON_JSON.write_text(json.dumps(daemon, indent=4) + "\n")
     return 0
+
+
+def _device_nodes(config: dict) -> None:
+    """The nodes a loaded driver creates (nvidia-modprobe), so checks for them see a driver.
+
+    Made at boot from the capture's GPU count; a test removes one (e.g.
+    /dev/nvidia-uvm) over SSH to fake a half-initialised driver.
+    """
+    nodes = {}
+    if config.get("capture") and not config.get("driver_mismatch"):
+        gpus = Capture(FIXTURES / "captures" / config["capture"]).gpus()
+        nodes = {f"nvidia{g['index']}": (195, int(g["index"])) for g in gpus}
+        nodes["nvidiactl"] = (195, 255)
+        nodes.update({"nvidia-uvm": (235, 0), "nvidia-uvm-tools": (235, 1)})
+    for old in DEV.glob("nvidia*"):
+        if old.name not in nodes:
+            old.unlink()
+    for name, (major, minor) in nodes.items():
+        if not (DEV / name).exists():
+            os.mknod(DEV / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
 
 
 COMMANDS = {
