@@ -44,7 +44,7 @@ FIRST_HOST_IP = 11
 CONTAINER_PREFIX = f"{NETNS}-"
 ENGINE_DIR = "docker" if not SLOT else f"docker-slot{SLOT}"
 LABEL = "gpuprov.testbed"
-RUN_DIR_PREFIX = "gpuprov-testbed-"
+RUN_DIR_PREFIX = f"gpuprov-testbed{SLOT or ''}-"
 
 
 class TestBed:
