@@ -49,6 +49,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin(path: str) -> dict:
+    tree = inventory_files.load(path)
+    sourced = tree.groups.get("all", inventory.Group("all")).vars.get("gpuprov_image")
+    if sourced is None:
+        raise SystemExit(f"{path}: no gpuprov_image pin in group_vars/all")
+    return sourced.value
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import image_cli
+
+    return image_cli.audit(args.image, _pin(args.inventory), args.json, args.docker_host)
+
+
+def cmd_image_pin(args: argparse.Namespace) -> int:
+    from . import image_cli
+
+    return image_cli.pin(args.image, args.docker_host)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuprov", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.").add_argument(
         "--json", action="store_true", help="print JSON"
     )
+    audit = add("audit", cmd_audit, "Audit an image's packages and labels against the pin.")
+    audit.add_argument("image", help="image name, reference@digest or ID (on the local engine)")
+    audit.add_argument("--json", action="store_true", help="print JSON")
+    audit.add_argument("-H", "--docker-host", help="Docker daemon (default: DOCKER_HOST)")
+    pin = add("image", cmd_image_pin, "Print the pin (YAML) of a pushed gpuprov-built image.")
+    pin.add_argument("action", choices=["pin"], help="pin: print the pin to commit")
+    pin.add_argument("image", help="the pushed image, e.g. registry:5000/team/pytorch:TAG")
+    pin.add_argument("-H", "--docker-host", help="Docker daemon (default: DOCKER_HOST)")
     return parser
 
 

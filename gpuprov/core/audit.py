@@ -503,6 +503,17 @@ def _check_labels(
         )
 
 
+def label_findings(labels: Mapping[str, str], promises: Mapping[str, object]) -> list[str]:
+    """Why the image's labels do not repeat the pin's promises ([] when they do).
+
+    The check a host makes on its copy of the image before using it, without
+    running the inspector; the full audit adds the package checks.
+    """
+    findings: list[Finding] = []
+    _check_labels(labels, promises, set(), findings)
+    return [f.message for f in findings if f.severity == FAIL]
+
+
 # --- entry points ----------------------------------------------------------------------
 
 
