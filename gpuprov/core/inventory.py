@@ -92,6 +92,11 @@ IMAGE = Map(
             check=_reference, description="Repository, e.g. registry:5000/team/pytorch."
         ),
         "digest": Str(pattern=image_ref.DIGEST_RE.pattern[1:-1], hint="sha256: and 64 hex digits"),
+        "id": Str(
+            pattern=image_ref.DIGEST_RE.pattern[1:-1],
+            hint="sha256: and 64 hex digits",
+            description="The image ID (config digest): verifies an image loaded from an archive.",
+        ),
         "source": Str(choices=("pull", "build"), description="pull the digest, or build here."),
         "flavour": Str(choices=("cuda", "cpu"), description="cpu: a machine without a GPU."),
         "promises": PROMISES,
@@ -154,7 +159,12 @@ USER = Map(
         ),
         "volumes": ListOf(VOLUME),
         "limits": LIMITS,
-        "jupyter_password_hash": Secret(),
+        "jupyter_token": Secret(
+            description="The user's Jupyter token (keep it in Vault); generated once when absent."
+        ),
+        "jupyter_password_hash": Secret(
+            description="An argon2 hash from jupyter_server.auth.passwd for the browser login."
+        ),
     },
     required=("name", "uid", "host", "workspaces"),
 )
@@ -350,6 +360,9 @@ class WorkspacePlan:
     volumes: tuple[dict[str, Any], ...]
     limits: dict[str, Any]
     ssh_keys: tuple[str, ...]
+    # Whether the inventory gives these credentials; the secrets never enter the plan.
+    token_given: bool = False
+    password_hash_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,6 +403,12 @@ class _Rules:
         self.users: list[dict[str, Any]] = users.value if users else []
         self.users_file = users.file if users else tree.source
         self.workspaces: list[WorkspacePlan] = []
+        self.index_of = {id(u): i for i, u in enumerate(self.users)}
+        # Users of each host in uid order: every per-host rule walks them.
+        self.placed: dict[str, list[dict[str, Any]]] = {}
+        for user in sorted(self.users, key=lambda u: u["uid"] if isinstance(u, dict) else 0):
+            if isinstance(user, dict):
+                self.placed.setdefault(user.get("host"), []).append(user)
 
     def add(self, user: str, key: str, message: str, fix: str, file: str | None = None) -> None:
         self.findings.append(Finding(file or self.users_file, user, key, message, fix))
@@ -591,14 +610,11 @@ class _Rules:
 
     def gpus(self) -> None:
         for host in self.hosts.values():
-            placed = sorted(
-                (u for u in self.users if u["host"] == host.name and u.get("gpus")),
-                key=lambda u: u["uid"],
-            )
+            placed = [u for u in self.placed.get(host.name, []) if u.get("gpus")]
             if not placed:
                 continue
             owners: dict[str, str] = {}
-            index_of = {id(u): i for i, u in enumerate(self.users)}
+            index_of = self.index_of
             for user in placed:
                 gpus = user["gpus"]
                 devices = [str(d) for d in gpus] if isinstance(gpus, list) else []
@@ -664,7 +680,7 @@ def fleet(tree: Tree) -> Fleet:
     image = _team_value(tree, "gpuprov_image")
     workspaces: list[WorkspacePlan] = []
     for host in rules.hosts.values():
-        placed = sorted((u for u in rules.users if u["host"] == host.name), key=lambda u: u["uid"])
+        placed = rules.placed.get(host.name, [])
         with_gpus = [u for u in placed if u.get("gpus")]
         assigned: dict[str, GpuAssignment] = {}
         if with_gpus:
@@ -688,6 +704,8 @@ def fleet(tree: Tree) -> Fleet:
                         volumes=tuple(user.get("volumes", [])),
                         limits=dict(user.get("limits", {})),
                         ssh_keys=tuple(user.get("ssh_keys", [])),
+                        token_given=bool(user.get("jupyter_token")),
+                        password_hash_given=bool(user.get("jupyter_password_hash")),
                     )
                 )
     return Fleet(
