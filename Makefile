@@ -20,7 +20,9 @@ test:
 	$(MAKE) --no-print-directory lint unit integration
 
 ## quick: lint and unit tests only (seconds)
-quick: lint unit
+quick:
+	scripts/bootstrap --dev
+	$(MAKE) --no-print-directory lint unit
 
 lint: syntax
 	ruff check gpuprov plugins tests bench
