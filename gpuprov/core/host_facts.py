@@ -161,6 +161,13 @@ def docker_runtimes(info: Mapping[str, Any] | None) -> tuple[tuple[str, ...], st
     return tuple(sorted((info.get("Runtimes") or {}).keys())), info.get("DefaultRuntime")
 
 
+def docker_error(message: str) -> str:
+    """The daemon's own words from a Docker API error (drop the request URL around them)."""
+    found = re.search(r'(?:Internal Server Error|Bad Request|Not Found|Conflict) \("(.*)"\)\s*$',
+                      message.strip(), re.DOTALL)
+    return found.group(1) if found else message.strip()
+
+
 def workload(probe: Mapping[str, Any] | None) -> Workload | None:
     """What the workload container reported.
 
@@ -175,7 +182,7 @@ def workload(probe: Mapping[str, Any] | None) -> Workload | None:
         return Workload(nvidia_smi_rc=None, torch_ok=None, skipped=str(probe["skipped"]))
     if not probe.get("started", True):
         return Workload(nvidia_smi_rc=None, torch_ok=None,
-                        error=str(probe.get("error") or "unknown error").strip())
+                        error=docker_error(str(probe.get("error") or "unknown error")))
     found: dict[str, Any] | None = None
     for line in str(probe.get("output") or "").splitlines():
         line = line.strip()

@@ -1,0 +1,253 @@
+"""Raw host observations to HostFacts, the workload probe's result, the image pin, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuprov.core import host_facts as hf
+from gpuprov.core.nvidia import DriverState
+from gpuprov.core.verify import HostExpectations, Status, verify_host
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
+BAR = "#" * 80
+H100 = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
+MIG = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
+MISSING = {"rc": None, "out": "nvidia-smi: command not found"}
+
+
+def ok(out: str) -> dict:
+    return {"rc": 0, "out": out}
+
+
+def sections(path: Path) -> list[tuple[str, str]]:
+    """(command, body) for each `# $ nvidia-smi ...` section of a capture (first = idle)."""
+    lines = path.read_text().splitlines()
+    starts = [i for i in range(len(lines) - 3)
+              if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR]
+    found = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        found.append((lines[start + 2][4:].strip(), "\n".join(lines[start + 4:end])))
+    return found
+
+
+def section(path: Path, command: str) -> list[str]:
+    return [body for cmd, body in sections(path) if cmd == command]
+
+
+def query_rows(path) -> str:
+    """The capture's full --query-gpu table (with header: the parser takes its columns)."""
+    return next(body for cmd, body in sections(path) if cmd.startswith("nvidia-smi --query-gpu"))
+
+
+def raw_host(path=H100, **overrides) -> dict:
+    raw = {
+        "nvidia_smi_query": ok(query_rows(path)),
+        "nvidia_smi_version": ok(section(path, "nvidia-smi --version")[0]),
+        "nvidia_smi_list": ok(section(path, "nvidia-smi -L")[0]),
+        "nvidia_ctk_version": ok("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc"),
+        "nvidia_container_cli_version": ok("cli-version: 1.17.8\nlib-version: 1.17.8\n"),
+        "dpkg_driver_packages": {"rc": 0, "out": "nvidia-driver-570 ii \nnvidia-utils-570 ii \n"
+                                                 "nvidia-container-toolkit ii \n"},
+        "apt_showhold": ok("nvidia-driver-570\nnvidia-utils-570\n"),
+        "proc_modules": "nvidia_uvm 1 0 - Live 0x0\nnvidia 2 1 nvidia_uvm, Live 0x0\n",
+        "modprobe_d": {"/etc/modprobe.d/nouveau.conf": "# keep the GPU\nblacklist nouveau\n"},
+        "secure_boot_efivar": "0600000000",
+        "kernel_release": "6.1.0-18-amd64",
+        "kernel_headers": True,
+        "dev_nodes": ["nvidia-uvm", "nvidia-uvm-tools", "nvidia0", "nvidiactl"],
+        "mounts": "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n",
+        "daemon_json": json.dumps({"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
+                                   "log-driver": "local"}),
+        "cdi_specs": ["/etc/cdi/nvidia.yaml"],
+    }
+    raw.update(overrides)
+    return raw
+
+
+DOCKER = {"Runtimes": {"runc": {}, "nvidia": {}}, "DefaultRuntime": "runc"}
+
+
+def test_a_healthy_host_reads_back_completely() -> None:
+    facts = hf.host_facts(raw_host(), DOCKER)
+    assert facts.driver.ok
+    assert (facts.driver_version, facts.cuda_version) == ("590.48.01", "13.1")
+    assert [g.name for g in facts.gpus] == ["NVIDIA H100 80GB HBM3"]
+    assert facts.secure_boot is False
+    assert facts.nouveau_loaded is False and facts.nouveau_blacklisted is True
+    assert facts.dev_nvidia and facts.dev_nvidia_uvm
+    assert facts.cgroup_version == 2
+    assert facts.driver_packages_installed == ("nvidia-driver-570", "nvidia-utils-570")
+    assert facts.driver_packages_held is True
+    assert (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) == ("1.17.8", "1.17.8")
+    assert facts.docker_runtimes == ("nvidia", "runc")
+    assert facts.daemon_json_runtimes == ("nvidia",)
+    json.dumps(hf.facts_summary(facts))  # the report must serialise
+
+
+def test_missing_commands_are_data_not_errors() -> None:
+    raw = {key: MISSING for key in ("nvidia_smi_query", "nvidia_smi_version", "nvidia_smi_list",
+                                    "nvidia_ctk_version", "nvidia_container_cli_version",
+                                    "dpkg_driver_packages", "apt_showhold")}
+    facts = hf.host_facts(raw)
+    assert facts.driver.state is DriverState.NOT_INSTALLED
+    assert facts.gpus == () and facts.driver_version is None
+    assert facts.nvidia_ctk_version is None and facts.nvidia_container_cli_version is None
+    assert facts.driver_packages_held is None and facts.driver_packages_installed is None
+    assert facts.docker_running is False
+    assert facts.nouveau_loaded is None and facts.dev_nvidia is None
+    assert facts.cgroup_version is None
+    assert not hf.gpu_present(raw)
+
+
+def test_driver_not_loaded_and_version_mismatch_are_classified() -> None:
+    failed = hf.host_facts(raw_host(nvidia_smi_query={"rc": 9, "out": (
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")}))
+    assert failed.driver.state is DriverState.NOT_LOADED and failed.gpus == ()
+    mismatch = hf.host_facts(raw_host(nvidia_smi_query={"rc": 18, "out": (
+        "Failed to initialize NVML: Driver/library version mismatch\n"
+        "NVML library version: 570.1")}))
+    assert mismatch.driver.state is DriverState.VERSION_MISMATCH
+
+
+def test_na_fields_stay_data() -> None:
+    facts = hf.host_facts(raw_host(nvidia_smi_query=ok(
+        "0, NVIDIA H100, GPU-1, 00000000:01:00.0, 590.48.01, 81559, 9.0, [N/A], [N/A], "
+        "Enabled, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A], [N/A], [N/A]")))
+    assert facts.driver.ok
+    assert facts.gpus[0].ecc_enabled is None
+    assert facts.gpus[0].markers["ecc_uncorrected_volatile"] == "[Not Supported]"
+
+
+def test_mig_devices_come_from_the_list() -> None:
+    facts = hf.host_facts(raw_host(MIG))
+    assert facts.gpus[0].mig_enabled is True
+    assert [d.profile for d in facts.gpus[0].mig_devices] == ["3g.40gb", "2g.20gb", "1g.10gb",
+                                                               "1g.10gb"]
+
+
+def test_old_driver_without_version_flag_needs_the_plain_header() -> None:
+    raw = raw_host(nvidia_smi_version={"rc": 2, "out": "Invalid combination of input arguments."})
+    assert hf.needs_plain_header(raw)
+    raw["nvidia_smi_plain"] = ok("| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   "
+                                 "CUDA Version: 12.2     |")
+    facts = hf.host_facts(raw)
+    assert (facts.driver_version, facts.cuda_version) == ("535.104.05", "12.2")
+    assert not hf.needs_plain_header(raw_host())
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({}, False),
+    ({"a.conf": "blacklist nouveau\n"}, True),
+    ({"a.conf": "# blacklist nouveau\n"}, False),
+    ({"a.conf": "install nouveau /bin/false\n"}, True),
+    ({"a.conf": "blacklist nouveaux\n"}, False),
+])
+def test_nouveau_blacklist(files, expected) -> None:
+    assert hf.nouveau_blacklisted(files) is expected
+
+
+@pytest.mark.parametrize(("hexdata", "expected"), [
+    ("0600000001", True), ("0600000000", False), (None, None), ("06", None), ("zz", None)])
+def test_secure_boot_variable(hexdata, expected) -> None:
+    assert hf.secure_boot(hexdata) is expected
+
+
+@pytest.mark.parametrize(("mounts", "expected"), [
+    ("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0", 2),
+    ("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\ntmpfs /sys/fs/cgroup tmpfs ro 0 0", 1),
+    ("proc /proc proc rw 0 0", None),
+])
+def test_cgroup_version(mounts, expected) -> None:
+    assert hf.cgroup_version(mounts) == expected
+
+
+def test_unheld_and_missing_driver_packages() -> None:
+    unheld = hf.host_facts(raw_host(apt_showhold=ok("nvidia-driver-570\n")))
+    assert unheld.driver_packages_held is False
+    run_installer = hf.host_facts(raw_host(dpkg_driver_packages={
+        "rc": 1, "out": "dpkg-query: no packages found matching nvidia-*\n"}))
+    assert run_installer.driver_packages_installed == ()
+    check = verify_host(run_installer, HostExpectations(), hf.image_pin({"torch": "2.7.1",
+                                                                          "cuda": "12.6"}))
+    held = next(c for c in check if c.name == "driver packages held")
+    assert held.status is Status.WARN and "no NVIDIA driver package installed by apt" in held.reason
+
+
+def test_daemon_json_errors_are_reported() -> None:
+    assert hf.daemon_json("{not json")[0] is None
+    assert "not valid JSON" in hf.daemon_json("{not json")[1]
+    assert hf.daemon_json(None) == ({}, None)
+    assert hf.daemon_json("[]")[0] is None
+
+
+def test_configured_but_not_restarted_runtime_says_restart() -> None:
+    facts = hf.host_facts(raw_host(), {"Runtimes": {"runc": {}}, "DefaultRuntime": "runc"})
+    checks = {c.name: c for c in verify_host(facts, HostExpectations(), hf.image_pin(
+        {"torch": "2.7.1", "cuda": "12.6"}))}
+    assert checks["docker gpu runtime"].status is Status.FAIL
+    assert "restart required" in checks["docker gpu runtime"].reason
+
+
+def test_workload_probe_results() -> None:
+    line = json.dumps({"gpuprov_workload": 1, "nvidia_smi_rc": 0, "nvidia_smi": "GPU 0: H100",
+                       "torch_ok": True})
+    run = hf.workload({"started": True, "output": f"noise\n{line}\n"})
+    assert run.nvidia_smi_rc == 0 and run.torch_ok is True and not run.error
+    failed = hf.workload({"started": False, "error": (
+        'Error starting container abc: 500 Server Error for http+docker://localhost/v1.41/'
+        'containers/abc/start: Internal Server Error ("could not select device driver "nvidia" '
+        'with capabilities: [[gpu]]")')})
+    assert failed.error == 'could not select device driver "nvidia" with capabilities: [[gpu]]'
+    silent = hf.workload({"started": True, "output": "Segmentation fault"})
+    assert silent.error == "the probe printed no result: Segmentation fault"
+    assert hf.workload({"skipped": "check mode"}).skipped == "check mode"
+    assert hf.workload(None) is None
+
+
+def test_workload_gate_states_the_cuda_failure() -> None:
+    pin = hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+    line = json.dumps({"gpuprov_workload": 1, "nvidia_smi_rc": 0, "nvidia_smi": "GPU 0",
+                       "torch_ok": False, "torch_error": "RuntimeError: no CUDA GPUs"})
+    facts = hf.host_facts(raw_host(), DOCKER, {"started": True, "output": line})
+    workload = verify_host(facts, HostExpectations(), pin)[-1]
+    assert workload.status is Status.FAIL
+    assert "torch CUDA matmul failed (RuntimeError: no CUDA GPUs)" in workload.reason
+    skipped = hf.host_facts(raw_host(), DOCKER, {"skipped": "disabled"})
+    assert verify_host(skipped, HostExpectations(), pin)[-1].reason == "not run: disabled"
+
+
+@pytest.mark.parametrize(("promises", "cuda", "build", "torch"), [
+    ({"torch": "2.7.1", "cuda": "12.6"}, "12.6", "cu126", "2.7.1"),
+    ({"torch": "2.7.1+cu128", "cuda": "12.8"}, "12.8", "cu128", "2.7.1"),
+    ({"torch": "2.13.0+cpu", "cuda": "none"}, None, None, "2.13.0"),
+    ({"torch": "2.7.1", "cuda": "none"}, None, None, "2.7.1"),
+])
+def test_image_pin_from_promises(promises, cuda, build, torch) -> None:
+    pin = hf.image_pin(promises)
+    assert (pin.cuda, pin.cuda_build, pin.torch) == (cuda, build, torch)
+
+
+def test_cpu_image_on_a_gpu_host_skips_the_cuda_gates() -> None:
+    facts = hf.host_facts(raw_host(), DOCKER)
+    checks = {c.name: c for c in verify_host(facts, HostExpectations(), hf.image_pin(
+        {"torch": "2.13.0+cpu", "cuda": "none"}))}
+    assert checks["driver vs image CUDA"].status is Status.NA
+    assert checks["compute capability"].status is Status.NA
+
+
+def test_report_is_deterministic_and_names_failures() -> None:
+    facts = hf.host_facts(raw_host(), {"Runtimes": {"runc": {}}})
+    expect = hf.expectations({"required": True, "count": 2, "model": "H100"})
+    checks = verify_host(facts, expect, hf.image_pin({"torch": "2.7.1", "cuda": "12.6"}))
+    report = hf.report("gpu1", checks, facts, {"torch": "2.7.1", "cuda": "12.6"}, expect)
+    assert report == hf.report("gpu1", checks, facts, {"torch": "2.7.1", "cuda": "12.6"}, expect)
+    assert report["status"] == "fail"
+    assert report["failed"] == ["gpu count", "docker gpu runtime"]
+    message = hf.failure_message("gpu1", checks)
+    assert message.startswith(f"gpu1: {len(report['failed'])} check(s) failed:")
+    assert "- gpu count: 1 GPU(s) found, the inventory expects 2" in message
+    json.dumps(report)
