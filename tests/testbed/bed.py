@@ -188,7 +188,9 @@ class TestBed:
         found = []
         if netns.exists(NETNS):
             found.append(f"network namespace {NETNS}")
-        needles = [str(cache_dir() / ENGINE_DIR), RUN_DIR_PREFIX, str(netns.path(NETNS))]
+        # The engine dir of slot 0 is a prefix of the other slots' dirs: match it whole.
+        engine = str(cache_dir() / ENGINE_DIR)
+        needles = [f"{engine} ", f"{engine}/", RUN_DIR_PREFIX, f"{netns.path(NETNS)} "]
         found += cleanup.processes_mentioning(*needles)
         found += cleanup.processes_in_containers(self._container_ids)
         found += [
