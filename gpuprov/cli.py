@@ -69,6 +69,36 @@ def cmd_image_pin(args: argparse.Namespace) -> int:
     return image_cli.pin(args.image, args.docker_host)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import fleet
+
+    found = fleet.targets(inventory_files.load(args.inventory))
+    if args.limit:
+        found = [t for t in found if t.name in args.limit.split(",")]
+    results = fleet.probe_all(found, timeout=args.timeout)
+    print(
+        f"{'host':<14} {'hostname':<14} {'driver':<14} {'gpus':<26} {'toolkit':<8} "
+        f"{'docker':<10} workspaces"
+    )
+    failed = 0
+    for result in results:
+        name = result.target.name
+        if result.status is None:
+            failed += 1
+            print(f"{name:<14} UNREACHABLE: {result.error}")
+            continue
+        s = result.status
+        names = sorted({g.name or "?" for g in s.gpus})
+        gpus = f"{len(s.gpus)} x {', '.join(names)}" if s.gpus else "-"
+        print(
+            f"{name:<14} {s.hostname:<14} {s.driver:<14} {gpus[:26]:<26} {s.toolkit or '-':<8} "
+            f"{s.docker or 'DOWN':<10} {len(s.workspaces)}"
+        )
+        for problem in s.problems:
+            print(f"{'':<14} ! {problem}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuprov", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("check", cmd_check, "Validate an inventory without contacting any host.")
+    status = add("status", cmd_status, "Probe every host at once over SSH (read-only).")
+    status.add_argument("-l", "--limit", help="comma-separated host names")
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds to connect")
     add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.").add_argument(
         "--json", action="store_true", help="print JSON"
     )
