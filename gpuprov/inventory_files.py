@@ -101,38 +101,28 @@ class _Reader:
                         "put variables under vars: or in group_vars/",
                     )
                 )
-        hosts = data.get("hosts") or {}
-        if not isinstance(hosts, dict):
-            self.findings.append(
-                Finding(
-                    file,
-                    f"group '{name}'",
-                    f"{name}.hosts",
-                    "must be a mapping of host names",
-                    "write 'hostname:' lines",
-                )
-            )
-            hosts = {}
+        hosts = self.mapping(data, "hosts", name, file, "host names", "write 'hostname:' lines")
         for host, host_data in hosts.items():
             group.hosts.append(str(host))
             found = self.variables(host_data, file, f"host '{host}'", f"{name}.hosts.{host}")
             tree.host_vars.setdefault(str(host), {}).update(found)
         group.vars.update(self.variables(data.get("vars"), file, f"group '{name}'", f"{name}.vars"))
-        children = data.get("children") or {}
-        if not isinstance(children, dict):
-            self.findings.append(
-                Finding(
-                    file,
-                    f"group '{name}'",
-                    f"{name}.children",
-                    "must be a mapping of group names",
-                    "write 'group:' lines",
-                )
-            )
-            children = {}
+        children = self.mapping(data, "children", name, file, "group names", "write 'group:' lines")
         for child, child_data in children.items():
             group.children.append(str(child))
             self.group(tree, str(child), child_data, file)
+
+    def mapping(
+        self, data: dict[str, Any], key: str, group: str, file: str, what: str, fix: str
+    ) -> dict[str, Any]:
+        """data[key] when it is a mapping; otherwise a finding, and an empty one."""
+        value = data.get(key) or {}
+        if isinstance(value, dict):
+            return value
+        self.findings.append(
+            Finding(file, f"group '{group}'", f"{group}.{key}", f"must be a mapping of {what}", fix)
+        )
+        return {}
 
     def var_files(self, folder: Path) -> dict[str, list[Path]]:
         """group_vars/NAME.yml and every file under group_vars/NAME/, by NAME."""

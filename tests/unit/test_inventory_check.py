@@ -102,6 +102,7 @@ EXPECTED = {
     ),
     "bad-bind-address": ("net.yml", "group 'all'", "gpuprov_bind_address", "is not an IP address"),
     "yaml-syntax-error": ("users.yml", "inventory", "line 3, column 4", "is not valid YAML"),
+    "hosts-as-list": ("hosts.yml", "group 'all'", "all.hosts", "must be a mapping of host names"),
     "relative-volume": (
         "users.yml",
         "user 'alice'",
