@@ -121,7 +121,8 @@ def test_ssh_login_with_the_users_key_lands_files_on_the_volume(site_run):
             "-o",
             "LogLevel=ERROR",
             "demo@127.0.0.1",
-            f"id && touch ~/{marker} && python -c 'import torch; print(torch.ones(3).sum().item())'",
+            f"id && touch ~/{marker} && "
+            "python -c 'import torch; print(torch.ones(3).sum().item())'",
         ],
         capture_output=True,
         text=True,
