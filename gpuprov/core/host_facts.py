@@ -129,7 +129,9 @@ def driver_packages(dpkg_installed: Mapping[str, Any] | None) -> tuple[str, ...]
     names = []
     for line in _out(dpkg_installed).splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[1].startswith("ii") and DRIVER_PACKAGE_PATTERN.match(parts[0]):
+        # Status-Abbrev: desired state (i install, h hold, ...), then the state ("i" installed).
+        installed = len(parts) >= 2 and parts[1][1:2] == "i"
+        if installed and DRIVER_PACKAGE_PATTERN.match(parts[0]):
             names.append(parts[0])
     return tuple(sorted(names))
 

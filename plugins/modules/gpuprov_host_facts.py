@@ -125,7 +125,7 @@ def gather(module: AnsibleModule) -> dict:
         "nvidia_ctk_version": run(module, "nvidia-ctk", "--version"),
         "nvidia_container_cli_version": run(module, "nvidia-container-cli", "--version"),
         "dpkg_driver_packages": run(module, "dpkg-query", "-W",
-                                    "-f=${Package} ${db:Status-Abbrev}\n", *DPKG_PATTERNS),
+                                    "--showformat=${Package} ${db:Status-Abbrev}\n", *DPKG_PATTERNS),
         "apt_showhold": run(module, "apt-mark", "showhold"),
         "proc_modules": read("/proc/modules"),
         "modprobe_d": modprobe_files(),

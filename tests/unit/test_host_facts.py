@@ -50,8 +50,10 @@ def raw_host(path=H100, **overrides) -> dict:
         "nvidia_smi_list": ok(section(path, "nvidia-smi -L")[0]),
         "nvidia_ctk_version": ok("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc"),
         "nvidia_container_cli_version": ok("cli-version: 1.17.8\nlib-version: 1.17.8\n"),
-        "dpkg_driver_packages": {"rc": 0, "out": "nvidia-driver-570 ii \nnvidia-utils-570 ii \n"
-                                                 "nvidia-container-toolkit ii \n"},
+        "dpkg_driver_packages": {"rc": 1, "out": "nvidia-driver-570 hi \nnvidia-utils-570 ii \n"
+                                                 "nvidia-container-toolkit ii \nnvidia-old rc \n"
+                                                 "dpkg-query: no packages found matching "
+                                                 "cuda-drivers*\n"},
         "apt_showhold": ok("nvidia-driver-570\nnvidia-utils-570\n"),
         "proc_modules": "nvidia_uvm 1 0 - Live 0x0\nnvidia 2 1 nvidia_uvm, Live 0x0\n",
         "modprobe_d": {"/etc/modprobe.d/nouveau.conf": "# keep the GPU\nblacklist nouveau\n"},

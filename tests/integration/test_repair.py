@@ -1,0 +1,223 @@
+"""Repair (nvidia_driver, container_toolkit) with real apt on a test host.
+
+The repository is a flat apt repository of empty stand-ins with NVIDIA's
+package names and versions (built here with equivs), plus python3-apt for
+Ansible's apt module, copied to the host and used as `file:` source; the host
+has no route to any mirror, so its own sources are moved aside for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from test_verify import REPO, ansible_env, checks, recap, report_of, run_playbook
+from testbed import TestBed
+
+HOST = "h100"
+STANDINS = REPO / "tests" / "fixtures" / "apt-repo" / "standins.json"
+DEBIAN_CACHE = Path("/var/cache/gpuprov/apt-debs")
+REMOTE_REPO = "/srv/gpuprov-test-repo"
+SOURCE = f"deb [trusted=yes] file:{REMOTE_REPO} ./"
+TOOLKIT = ["nvidia-container-toolkit", "nvidia-container-toolkit-base",
+           "libnvidia-container-tools", "libnvidia-container1"]
+DRIVER = ["nvidia-driver", "nvidia-kernel-dkms"]
+USER_KEYS = {"log-opts": {"max-size": "10m"}}
+
+
+def build_standin(name: str, version: str, depends: list[str], out: Path) -> None:
+    control = out / f"{name}_{version}.ctl"
+    lines = [
+        "Section: misc", "Priority: optional", "Standards-Version: 4.6.2",
+        f"Package: {name}", f"Version: {version}",
+        "Maintainer: gpuprov tests <tests@gpuprov.invalid>", "Architecture: amd64",
+    ]
+    if depends:
+        lines.append("Depends: " + ", ".join(d.format(version=version) for d in depends))
+    lines += [f"Description: gpuprov test stand-in for {name}",
+              " Empty package carrying NVIDIA's name and version for gpuprov's repair tests."]
+    control.write_text("\n".join(lines) + "\n")
+    subprocess.run(["equivs-build", control.name], cwd=out, check=True, capture_output=True,
+                   timeout=120)
+    control.unlink()
+
+
+def build_repo(directory: Path) -> Path:
+    if shutil.which("equivs-build") is None or shutil.which("dpkg-scanpackages") is None:
+        pytest.fail("the repair tests need equivs and dpkg-dev (apt-get install equivs dpkg-dev)")
+    spec = json.loads(STANDINS.read_text())
+    for package in spec["packages"]:
+        for version in package["versions"]:
+            build_standin(package["name"], version, package.get("depends", []), directory)
+    # python3-apt for Ansible's apt module: the hosts are minimal Debian 12 and offline.
+    DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in spec["from_debian"] if not list(DEBIAN_CACHE.glob(f"{name}_*.deb"))]
+    if missing:
+        subprocess.run(["apt-get", "download", *missing], cwd=DEBIAN_CACHE, check=True,
+                       capture_output=True, timeout=300)
+    for name in spec["from_debian"]:
+        for deb in DEBIAN_CACHE.glob(f"{name}_*.deb"):
+            shutil.copy(deb, directory)
+    packages = subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
+                              cwd=directory, check=True, capture_output=True, text=True)
+    (directory / "Packages").write_text(packages.stdout)
+    return directory
+
+
+def copy_to_host(testbed: TestBed, source: Path, target: str) -> None:
+    tar = subprocess.Popen(["tar", "-C", str(source), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([*testbed.ssh_argv(HOST), f"mkdir -p {target} && tar -C {target} -x"],
+                   stdin=tar.stdout, check=True, timeout=120)
+    tar.wait()
+
+
+def host_json(testbed: TestBed, path: str) -> dict:
+    return json.loads(testbed.ssh(HOST, f"cat {path}").stdout)
+
+
+def docker_runtimes(testbed: TestBed) -> set[str]:
+    out = testbed.ssh(HOST, "docker info --format '{{json .Runtimes}}'").stdout
+    return set(json.loads(out))
+
+
+def versions(testbed: TestBed, names: list[str]) -> dict[str, str]:
+    out = testbed.ssh(HOST, "dpkg-query -W -f '${Package} ${Version}\\n' " + " ".join(names),
+                      check=False).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="module")
+def repair_host(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory):
+    """h100 with toolkit 1.17.4 (by dpkg) and user keys in daemon.json; restored after."""
+    repo = build_repo(tmp_path_factory.mktemp("apt-repo"))
+    copy_to_host(testbed, repo, REMOTE_REPO)
+    original_daemon = testbed.ssh(HOST, "cat /etc/docker/daemon.json").stdout
+    daemon = {**json.loads(original_daemon), **USER_KEYS}
+    testbed.ssh(HOST, "mv /etc/apt/sources.list /etc/apt/sources.list.gpuprov-test && "
+                      f"dpkg -i {REMOTE_REPO}/*_1.17.4-1_amd64.deb >/dev/null && "
+                      f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
+                      "service docker restart >/dev/null && "
+                      "until docker version >/dev/null 2>&1; do sleep 0.2; done")
+    try:
+        yield original_daemon
+    finally:
+        standins = " ".join(TOOLKIT + DRIVER + ["python3-apt", "python-apt-common",
+                                                "distro-info-data"])
+        testbed.ssh(HOST, "docker rm -f gpuprov-test-ws >/dev/null 2>&1; "
+                          f"apt-mark unhold {standins} >/dev/null 2>&1; "
+                          f"dpkg --purge {standins} >/dev/null 2>&1; "
+                          "rm -f /etc/apt/sources.list.d/gpuprov-*.list "
+                          "/etc/modprobe.d/gpuprov-blacklist-nouveau.conf; "
+                          f"rm -rf {REMOTE_REPO} /var/lib/apt/lists/*; "
+                          "mv /etc/apt/sources.list.gpuprov-test /etc/apt/sources.list",
+                    check=False)
+        testbed.ssh(HOST, f"cat > /etc/docker/daemon.json <<'EOF'\n{original_daemon}EOF\n"
+                          "service docker restart >/dev/null; "
+                          "until docker version >/dev/null 2>&1; do sleep 0.2; done")
+
+
+@pytest.fixture(scope="module")
+def repair_inventory(testbed: TestBed, workload_image_ref: str, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("repair-inv")
+    reference, digest = workload_image_ref.split("@")
+    (directory / "group_vars" / "all").mkdir(parents=True)
+    (directory / "group_vars" / "all" / "image.yml").write_text(yaml.safe_dump({"gpuprov_image": {
+        "reference": reference, "digest": digest, "source": "pull",
+        "promises": {"python": "3.11", "torch": "2.7.1", "cuda": "12.6"}}}))
+    managed = {
+        "gpuprov_gpu": {"required": True, "count": 1, "model": "H100"},
+        "nvidia_driver_manage": True, "nvidia_driver_apt_source": SOURCE,
+        "nvidia_driver_apt_key_url": "", "nvidia_driver_version": "570.124.06-1",
+        "container_toolkit_manage": True, "container_toolkit_apt_source": SOURCE,
+        "container_toolkit_apt_key_url": "",
+    }
+    return testbed.write_inventory(directory / "hosts.yml", extra_host_vars={HOST: managed})
+
+
+@pytest.fixture(scope="module")
+def workload_image_ref(testbed: TestBed) -> str:
+    return testbed.push_image(testbed.base_image, "gpuprov-test/verify-team:1")
+
+
+def prepare(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
+         "playbooks/prepare.yml", "-l", HOST, *extra],
+        cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def repaired(repair_host, repair_inventory):
+    proc = prepare(repair_inventory)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc
+
+
+def test_repair_pins_and_holds_the_packages(repaired, testbed) -> None:
+    assert versions(testbed, TOOLKIT) == dict.fromkeys(TOOLKIT, "1.17.8-1")
+    assert versions(testbed, DRIVER) == dict.fromkeys(DRIVER, "570.124.06-1")
+    held = set(testbed.ssh(HOST, "apt-mark showhold").stdout.split())
+    assert set(TOOLKIT + DRIVER) <= held
+    assert "reboot required on h100" in repaired.stdout
+
+
+def test_repair_blacklists_nouveau(repaired, testbed) -> None:
+    text = testbed.ssh(HOST, "cat /etc/modprobe.d/gpuprov-blacklist-nouveau.conf").stdout
+    assert "blacklist nouveau" in text.splitlines()
+
+
+def test_runtime_is_merged_and_docker_restarted(repaired, repair_host, testbed) -> None:
+    daemon = host_json(testbed, "/etc/docker/daemon.json")
+    original = json.loads(repair_host)
+    assert daemon["insecure-registries"] == original["insecure-registries"]
+    assert daemon["log-opts"] == USER_KEYS["log-opts"]
+    assert daemon["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "args": []}
+    assert "nvidia" in docker_runtimes(testbed)
+
+
+def test_second_run_and_check_mode_change_nothing(repaired, repair_inventory) -> None:
+    again = prepare(repair_inventory)
+    assert recap(again)[HOST]["changed"] == 0, again.stdout[-4000:]
+    check = prepare(repair_inventory, "--check", "--diff")
+    assert recap(check)[HOST]["changed"] == 0, check.stdout[-4000:]
+
+
+def test_verify_passes_what_the_repair_fixed(repaired, repair_inventory, tmp_path) -> None:
+    proc = run_playbook(repair_inventory, tmp_path, "-l", HOST, "-e", "host_verify_workload=false")
+    found = checks(report_of(tmp_path, HOST))
+    assert found["driver packages held"]["status"] == "ok", found["driver packages held"]
+    assert found["driver packages held"]["reason"].startswith("nvidia-driver, nvidia-kernel-dkms")
+    assert found["docker gpu runtime"]["status"] == "ok", found["docker gpu runtime"]
+    assert "not blacklisted" not in found["kernel modules"]["reason"]
+    assert recap(proc)[HOST]["failed"] == 0, proc.stdout[-3000:]
+
+
+def test_no_restart_while_workspaces_run(repaired, repair_inventory, testbed,
+                                         shell_image_ref: str) -> None:
+    """Config drift with a workspace running: daemon.json is fixed, docker is not restarted."""
+    testbed.ssh(HOST, f"docker pull -q {shell_image_ref} >/dev/null && docker run -d -i "
+                      f"--label org.gpuprov.user=alice --name gpuprov-test-ws {shell_image_ref} sh")
+    daemon = host_json(testbed, "/etc/docker/daemon.json")
+    del daemon["runtimes"]
+    testbed.ssh(HOST, f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
+                      "service docker restart >/dev/null && "
+                      "until docker version >/dev/null 2>&1; do sleep 0.2; done && "
+                      "docker start gpuprov-test-ws >/dev/null")
+    proc = prepare(repair_inventory)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert recap(proc)[HOST]["changed"] == 1
+    assert "restart required on h100" in proc.stdout
+    assert "/gpuprov-test-ws" in proc.stdout
+    assert "nvidia" in host_json(testbed, "/etc/docker/daemon.json")["runtimes"]
+    assert "nvidia" not in docker_runtimes(testbed)
+    running = testbed.ssh(HOST, "docker inspect -f '{{.State.Running}}' gpuprov-test-ws").stdout
+    assert running.strip() == "true"
+
+    allowed = prepare(repair_inventory, "-e", "container_toolkit_allow_disruption=true")
+    assert allowed.returncode == 0, allowed.stdout[-4000:]
+    assert recap(allowed)[HOST]["changed"] == 1
+    assert "nvidia" in docker_runtimes(testbed)
