@@ -56,6 +56,7 @@ gpu_present:
 
 MODPROBE_DIRS = ("/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+DPKG_FORMAT = "--showformat=${Package} ${db:Status-Abbrev}\n"
 DPKG_PATTERNS = ("nvidia-*", "libnvidia-*", "cuda-drivers*")
 
 
@@ -124,8 +125,7 @@ def gather(module: AnsibleModule) -> dict:
         "nvidia_smi_list": run(module, "nvidia-smi", "-L"),
         "nvidia_ctk_version": run(module, "nvidia-ctk", "--version"),
         "nvidia_container_cli_version": run(module, "nvidia-container-cli", "--version"),
-        "dpkg_driver_packages": run(module, "dpkg-query", "-W",
-                                    "--showformat=${Package} ${db:Status-Abbrev}\n", *DPKG_PATTERNS),
+        "dpkg_driver_packages": run(module, "dpkg-query", "-W", DPKG_FORMAT, *DPKG_PATTERNS),
         "apt_showhold": run(module, "apt-mark", "showhold"),
         "proc_modules": read("/proc/modules"),
         "modprobe_d": modprobe_files(),
