@@ -14,6 +14,7 @@ from .inventory import WorkspacePlan
 
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222}
 TOKEN_IN_CONTAINER = "/run/secrets/jupyter-token"
+PASSWORD_HASH_IN_CONTAINER = "/run/secrets/jupyter-password-hash"
 SSH_DIR_IN_CONTAINER = "/gpuprov/ssh"
 # NVIDIA's PyTorch containers ask for these: pinned memory and deep recursion.
 ULIMITS = ("memlock:-1:-1", "stack:67108864:67108864")
@@ -32,6 +33,10 @@ def token_file(secrets_dir: str, user: str) -> str:
     return f"{secrets_dir.rstrip('/')}/{user}/jupyter-token"
 
 
+def password_hash_file(secrets_dir: str, user: str) -> str:
+    return f"{secrets_dir.rstrip('/')}/{user}/jupyter-password-hash"
+
+
 def container_spec(
     plan: WorkspacePlan,
     image: str,
@@ -48,6 +53,10 @@ def container_spec(
     if plan.kind == "jupyter":
         volumes.append(f"{token_file(secrets_dir, plan.user)}:{TOKEN_IN_CONTAINER}:ro")
         env["JUPYTER_TOKEN_FILE"] = TOKEN_IN_CONTAINER
+        if plan.password_hash_given:
+            hashed = password_hash_file(secrets_dir, plan.user)
+            volumes.append(f"{hashed}:{PASSWORD_HASH_IN_CONTAINER}:ro")
+            env["JUPYTER_PASSWORD_HASH_FILE"] = PASSWORD_HASH_IN_CONTAINER
     else:
         volumes.append(f"{base}/ssh:{SSH_DIR_IN_CONTAINER}")
     volumes += [
@@ -62,7 +71,15 @@ def container_spec(
         "volumes": volumes,
         "published_ports": [f"{plan.bind_address}:{plan.port}:{CONTAINER_PORTS[plan.kind]}"],
         "device_requests": (
-            [{"driver": "nvidia", "device_ids": list(plan.gpus), "capabilities": [["gpu"]]}]
+            # count 0 as the engine reports it back, so a second run sees no change.
+            [
+                {
+                    "driver": "nvidia",
+                    "count": 0,
+                    "device_ids": list(plan.gpus),
+                    "capabilities": [["gpu"]],
+                }
+            ]
             if plan.gpus
             else []
         ),
@@ -83,3 +100,156 @@ def container_spec(
         f"{LABEL}spec": digest,
     }
     return spec
+
+
+# ---------------------------------------------------------------- life cycle
+
+
+def _container_name(container: dict[str, Any]) -> str:
+    """A container's name from the engine's list API (`Names: ["/name"]`) or inspect (`Name`)."""
+    names = container.get("Names") or [container.get("Name", "")]
+    return str(names[0]).lstrip("/")
+
+
+def stale_containers(
+    planned: list[dict[str, Any]], containers: list[dict[str, Any]], data_root: str
+) -> list[dict[str, str]]:
+    """gpuprov's containers on a host that the inventory no longer asks for.
+
+    `containers` are the engine's list entries (with Labels). Only containers
+    carrying gpuprov's user label are considered, so nothing else is touched;
+    the answer says where each user's data stays, because it is never deleted.
+    """
+    wanted = {container_name(p["user"], p["kind"]) for p in planned}
+    stale = []
+    for container in containers:
+        labels = container.get("Labels") or {}
+        user = labels.get(f"{LABEL}user")
+        name = _container_name(container)
+        if user is None or name in wanted:
+            continue
+        stale.append(
+            {
+                "name": name,
+                "user": user,
+                "kind": labels.get(f"{LABEL}kind", "?"),
+                "data": user_dir(data_root, user),
+            }
+        )
+    return sorted(stale, key=lambda s: s["name"])
+
+
+def published_ports(containers: list[dict[str, Any]]) -> dict[int, str]:
+    """Host port -> name of the running gpuprov container that publishes it."""
+    held: dict[int, str] = {}
+    for container in containers:
+        if container.get("State") not in (None, "running"):
+            continue
+        for port in container.get("Ports") or []:
+            if port.get("PublicPort"):
+                held[int(port["PublicPort"])] = _container_name(container)
+    return held
+
+
+def ports_to_probe(
+    planned: list[dict[str, Any]], containers: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Split the planned ports into those to test on the host and clear errors.
+
+    A port its own container already publishes needs no test, nor one a removed
+    user's container holds (it is removed first). A port another planned gpuprov
+    container holds is an error naming both; every other port must be free,
+    which only the host can tell (the module tries to bind it).
+    """
+    held = published_ports(containers)
+    names = {container_name(p["user"], p["kind"]) for p in planned}
+    probe, errors = [], []
+    for plan in planned:
+        name = container_name(plan["user"], plan["kind"])
+        owner = held.get(plan["port"])
+        if owner == name or (owner is not None and owner not in names):
+            # Its own container, or a removed user's, which goes before anything starts.
+            continue
+        if owner is not None:
+            errors.append(
+                f"port {plan['port']} on {plan['bind_address']} is held by gpuprov container "
+                f"'{owner}', but user '{plan['user']}' needs it for the {plan['kind']} "
+                f"workspace: give one of them another port in the inventory"
+            )
+            continue
+        probe.append(plan)
+    return probe, errors
+
+
+def port_in_use_message(plan: dict[str, Any], holder: str = "") -> str:
+    """The error for a host port taken by something that is not gpuprov's."""
+    by = f" by {holder}" if holder else ""
+    return (
+        f"port {plan['port']} on {plan['bind_address']} is already in use{by}: user "
+        f"'{plan['user']}' needs it for the {plan['kind']} workspace. Stop what listens there, "
+        f"or set another port for the workspace (gpuprov_users: {plan['user']}: "
+        f"workspaces: - kind: {plan['kind']} port: N)"
+    )
+
+
+# ---------------------------------------------------------------- how to connect
+
+
+def connect_summary(
+    user: str,
+    host: str,
+    host_address: str,
+    planned: list[dict[str, Any]],
+    secrets_dir: str,
+) -> str:
+    """How one user reaches their workspaces on one host, with no secret in it.
+
+    Workspaces bound to a loopback address are reached through an SSH tunnel or
+    jump over the host itself; others directly at their bind address.
+    """
+    mine = sorted((p for p in planned if p["user"] == user), key=lambda p: p["kind"])
+    lines = [f"gpuprov workspaces of {user} on {host}", ""]
+    for plan in mine:
+        port, address = plan["port"], plan["bind_address"]
+        local = address.startswith("127.") or address == "::1"
+        if plan["kind"] == "jupyter":
+            lines.append("Jupyter")
+            if local:
+                lines += [
+                    f"  1. open a tunnel: ssh -N -L {port}:{address}:{port} {host_address}",
+                    f"  2. browse:        http://127.0.0.1:{port}/lab",
+                ]
+            else:
+                lines.append(f"  browse: http://{address}:{port}/lab")
+            source = (
+                "the token your administrator gave you (kept in Ansible Vault)"
+                if plan.get("token_given")
+                else f"on {host}: cat {token_file(secrets_dir, user)} (readable by you and root)"
+            )
+            lines.append(f"  token: {source}")
+            if plan.get("password_hash_given"):
+                lines.append("  or log in with the Jupyter password you chose")
+            lines.append("")
+        else:
+            alias = f"gpuprov-{user}-{host}"
+            lines.append("SSH")
+            if local:
+                lines.append(f"  ssh -J {host_address} -p {port} {user}@{address}")
+            else:
+                lines.append(f"  ssh -p {port} {user}@{address}")
+            lines += ["", "  ~/.ssh/config:", f"  Host {alias}"]
+            lines += [f"      HostName {address}", f"      Port {port}", f"      User {user}"]
+            if local:
+                lines.append(f"      ProxyJump {host_address}")
+            lines += [f"      HostKeyAlias {alias}", "      IdentitiesOnly yes", ""]
+            lines.append(f"  then: ssh {alias}")
+            lines.append("")
+    lines.append(f"Your files: {plan_data_hint(mine)}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plan_data_hint(mine: list[dict[str, Any]]) -> str:
+    """Where a user's files live inside the workspaces."""
+    if not mine:
+        return "no workspace"
+    return f"/home/{mine[0]['user']} in every workspace (kept on the host across upgrades)"

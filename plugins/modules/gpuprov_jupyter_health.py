@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: gpuprov_jupyter_health
 short_description: Check that a Jupyter server answers with its token and refuses without it
@@ -43,12 +49,6 @@ without_token:
   returned: always
 """
 
-import time
-import urllib.error
-import urllib.request
-
-from ansible.module_utils.basic import AnsibleModule
-
 
 def status(url: str, token: str | None) -> int | str:
     request = urllib.request.Request(url)
@@ -86,12 +86,17 @@ def main() -> None:
     without_token = status(url, None)
     result = {"changed": False, "with_token": with_token, "without_token": without_token}
     if with_token != 200:
-        module.fail_json(msg=f"Jupyter at {url} did not answer 200 with the user's token "
-                             f"(got {with_token}): see the container's log", **result)
+        module.fail_json(
+            msg=f"Jupyter at {url} did not answer 200 with the user's token "
+            f"(got {with_token}): see the container's log",
+            **result,
+        )
     if without_token != 403:
-        module.fail_json(msg=f"Jupyter at {url} answered {without_token} WITHOUT a token "
-                             "(expected 403): the workspace is open to anyone who reaches the port",
-                         **result)
+        module.fail_json(
+            msg=f"Jupyter at {url} answered {without_token} WITHOUT a token "
+            "(expected 403): the workspace is open to anyone who reaches the port",
+            **result,
+        )
     module.exit_json(**result)
 
 

@@ -1,0 +1,589 @@
+"""Per-user Jupyter and SSH workspaces on the test bed, from inventory to containers.
+
+Three users on two SSH test hosts (each with its own Docker engine), the
+workspace image built FROM the bed's Debian base with the team image's real
+entrypoint, pushed to the bed's registry and run by digest. The tests are one
+story, in order: first run, idempotence, credentials, logins, files, limits,
+GPUs, one user's change, a removed user, a taken port, an image upgrade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+from testbed import CommandError, TestBed
+from testbed.paths import cache_dir
+
+from gpuprov.core.allocation import PortRange, default_port
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ENTRYPOINT = REPO / "roles/team_image/templates/build/gpuprov-workspace.j2"
+JUPYTERLAB = "jupyterlab==4.6.6"
+PORTS = PortRange(20000, 20999)
+HOSTS = ("h100", "oldgpu")
+VAULT_PASSWORD = "gpuprov-test-vault"
+ALICE_TOKEN = "alice-vault-token-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
+CAROL_PASSWORD = "carol-test-password"
+RECAP = re.compile(
+    r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE
+)
+
+
+def port(uid: int, kind: str) -> int:
+    return default_port(uid, kind, PORTS)
+
+
+# ---------------------------------------------------------------- the image
+
+
+def _wheels() -> Path:
+    """jupyterlab and its dependencies for Debian 12's Python, downloaded once on this machine."""
+    target = cache_dir() / "workspace-wheels" / JUPYTERLAB.replace("==", "-")
+    if (target / ".complete").is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    platforms = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+         "--implementation", "cp", "--python-version", "3.11", "--dest", str(target),
+         *(f"--platform={p}" for p in platforms), JUPYTERLAB],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (target / ".complete").write_text("")
+    return target
+
+
+DOCKERFILE = """\
+FROM {base}
+COPY wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/venv \\
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels {jupyterlab} \\
+ && rm -rf /tmp/wheels
+COPY gpuprov-workspace /usr/local/bin/gpuprov-workspace
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/gpuprov-workspace"]
+CMD ["jupyter"]
+"""
+
+
+def _docker(testbed: TestBed, *args: str, timeout: float = 900) -> str:
+    proc = subprocess.run(
+        ["docker", *args], env={**os.environ, **testbed.docker_env()},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise CommandError(f"docker {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return proc.stdout.strip()
+
+
+def build_workspace_image(testbed: TestBed, context: Path) -> str:
+    """The workspace image in the bed's outer engine; rebuilt only when its inputs change."""
+    wheels = _wheels()
+    entrypoint = jinja2.Template(ENTRYPOINT.read_text(), keep_trailing_newline=True).render()
+    dockerfile = DOCKERFILE.format(base=testbed.base_image, jupyterlab=JUPYTERLAB)
+    base_id = _docker(testbed, "image", "inspect", "-f", "{{.Id}}", testbed.base_image)
+    key = hashlib.sha256(
+        "\n".join([dockerfile, entrypoint, base_id, *sorted(os.listdir(wheels))]).encode()
+    ).hexdigest()[:12]
+    tag = f"gpuprov-test/workspace:{key}"
+    if subprocess.run(
+        ["docker", "image", "inspect", tag], env={**os.environ, **testbed.docker_env()},
+        capture_output=True, check=False,
+    ).returncode == 0:  # fmt: skip
+        return tag
+    shutil.copytree(wheels, context / "wheels")
+    (context / "Dockerfile").write_text(dockerfile)
+    (context / "gpuprov-workspace").write_text(entrypoint)
+    (context / "gpuprov-workspace").chmod(0o755)
+    _docker(testbed, "build", "-q", "-t", tag, str(context))
+    return tag
+
+
+# ---------------------------------------------------------------- the inventory
+
+
+class Vaulted(str):
+    """A string written to YAML as `!vault |` ciphertext."""
+
+
+def _vault_representer(dumper: yaml.SafeDumper, value: Vaulted) -> yaml.Node:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    text = vault.encrypt(str(value)).decode()
+    return dumper.represent_scalar("!vault", text, style="|")
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(Vaulted, _vault_representer)
+
+
+def _key(tmp: Path, name: str) -> tuple[Path, str]:
+    path = tmp / f"id_{name}"
+    if not path.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
+            check=True,
+        )
+    return path, (tmp / f"id_{name}.pub").read_text().strip()
+
+
+class Team:
+    """The inventory under test, rewritten by each test that changes it."""
+
+    def __init__(self, testbed: TestBed, root: Path, image_ref: str, password_hash: str):
+        self.testbed = testbed
+        self.root = root
+        self.keys = {n: _key(root, n) for n in ("alice", "bob", "carol", "dan", "mallory")}
+        reference, digest = image_ref.split("@")
+        self.image = {
+            "reference": reference,
+            "digest": digest,
+            "source": "pull",
+            "flavour": "cpu",
+            "promises": {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none"},
+        }
+        self.users = {
+            "alice": {
+                "name": "alice",
+                "uid": 2001,
+                "host": "h100",
+                "ssh_keys": [self.keys["alice"][1]],
+                "workspaces": [{"kind": "jupyter"}, {"kind": "ssh"}],
+                "gpus": [0],
+                "volumes": [{"source": "/srv/datasets", "target": "/datasets", "read_only": True}],
+                "limits": {"memory": "512m", "cpus": 1, "pids": 256, "shm_size": "256m"},
+                "jupyter_token": Vaulted(ALICE_TOKEN),
+            },
+            "bob": {
+                "name": "bob",
+                "uid": 2002,
+                "host": "h100",
+                "ssh_keys": [self.keys["bob"][1]],
+                "workspaces": [{"kind": "ssh"}],
+                "limits": {"pids": 512},
+            },
+            "carol": {
+                "name": "carol",
+                "uid": 2003,
+                "gid": 2103,
+                "host": "oldgpu",
+                "workspaces": [{"kind": "jupyter"}],
+                "gpus": {"count": 1},
+                "jupyter_password_hash": Vaulted(password_hash),
+            },
+        }
+        self.outputs: list[str] = []
+
+    def write(self) -> Path:
+        hosts = {
+            h: {**self.testbed.ansible_host_vars(h), "gpuprov_gpu": {"count": 1}} for h in HOSTS
+        }
+        (self.root / "inv/group_vars/all").mkdir(parents=True, exist_ok=True)
+        (self.root / "inv/hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+        team = {
+            "gpuprov_image": self.image,
+            "workspaces_image": f"{self.image['reference']}@{self.image['digest']}",
+            "gpuprov_users": list(self.users.values()),
+            # The bed's dockerd may not raise memlock (no CAP_SYS_RESOURCE in this VM).
+            "workspaces_ulimits": ["stack:67108864:67108864", "nofile:8192:16384"],
+            "workspaces_health_retries": 90,
+        }
+        (self.root / "inv/group_vars/all/team.yml").write_text(
+            yaml.dump(team, Dumper=_Dumper, sort_keys=False)
+        )
+        (self.root / "vault-pass").write_text(VAULT_PASSWORD)
+        return self.root / "inv"
+
+    def play(self, *playbooks: str, check: bool = True) -> subprocess.CompletedProcess:
+        inventory = self.write()
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        argv = [
+            str(BIN / "ansible-playbook"), "-v", "-i", str(inventory),
+            "--diff", "--vault-password-file", str(self.root / "vault-pass"),
+            "-e", f"workspaces_connect_dir={self.root / 'connect'}",
+            *(playbooks or ("playbooks/check.yml", "playbooks/workspaces.yml",
+                            "playbooks/summary.yml")),
+        ]  # fmt: skip
+        started = time.monotonic()
+        proc = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        output = proc.stdout + proc.stderr
+        self.outputs.append(output)
+        print(f"ansible-playbook run {len(self.outputs)}: {time.monotonic() - started:.1f} s")
+        log = self.root / f"run-{len(self.outputs)}.log"
+        log.write_text(output)
+        if check and proc.returncode != 0:
+            failures = re.findall(r"^(?:fatal|failed): .*(?:\n {4,}.*)*", output, re.MULTILINE)
+            pytest.fail(
+                f"ansible-playbook failed ({proc.returncode}), whole output in {log}:\n"
+                + "\n".join(f[:3000] for f in failures)
+                + "\n"
+                + output[-2000:]
+            )
+        return proc
+
+
+def recap(proc: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
+    found = {
+        m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
+        for m in RECAP.finditer(proc.stdout)
+    }
+    assert found, proc.stdout[-3000:]
+    return found
+
+
+def changed_items(proc: subprocess.CompletedProcess, task: str) -> list[str]:
+    """Loop item labels reported 'changed' under one task of a -v run."""
+    section = proc.stdout.split(f"TASK [workspaces : {task}]", 1)[1].split("\nTASK [", 1)[0]
+    return re.findall(r"^changed: \[[^\]]+\] => \(item=([^)]*)\)", section, re.MULTILINE)
+
+
+# ---------------------------------------------------------------- host helpers
+
+
+def on_host(testbed: TestBed, host: str, command: str, check: bool = True) -> str:
+    proc = testbed.ssh(host, command, check=check)
+    return proc.stdout.strip()
+
+
+def inspect(testbed: TestBed, host: str, name: str) -> dict:
+    return json.loads(on_host(testbed, host, f"docker inspect {shlex.quote(name)}"))[0]
+
+
+def container_ids(testbed: TestBed) -> dict[str, str]:
+    ids = {}
+    for host in HOSTS:
+        out = on_host(
+            testbed,
+            host,
+            "docker ps -a --filter label=org.gpuprov.user --format '{{.Names}} {{.ID}}'",
+        )
+        ids.update(line.split() for line in out.splitlines() if line.strip())
+    return ids
+
+
+def http_status(testbed: TestBed, host: str, url: str, token: str | None = None) -> str:
+    headers = ["-H", f"Authorization: token {token}"] if token else []
+    argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", *headers]
+    return subprocess.run(
+        testbed.in_host_netns(host, [*argv, url]), capture_output=True, text=True, check=False
+    ).stdout
+
+
+def workspace_ssh(
+    testbed: TestBed, team: Team, host: str, user: str, key: str, command: str
+) -> subprocess.CompletedProcess:
+    uid = team.users.get(user, {}).get("uid", 2001)
+    argv = [
+        "ssh", "-i", str(team.keys[key][0]), "-p", str(port(uid, "ssh")),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", command,
+    ]  # fmt: skip
+    return subprocess.run(
+        testbed.in_host_netns(host, argv), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def host_key(testbed: TestBed, host: str, uid: int) -> str:
+    """The host key the SSH workspace presents, as ssh-keyscan sees it."""
+    argv = ["ssh-keyscan", "-t", "ed25519", "-p", str(port(uid, "ssh")), "127.0.0.1"]
+    out = subprocess.run(
+        testbed.in_host_netns(host, argv), capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    keys = [line.split(None, 1)[1] for line in out.splitlines() if "ssh-ed25519" in line]
+    assert keys, f"no host key from the workspace: {out!r}"
+    return keys[0]
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def images(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two workspace images in the registry by digest: v1, and v2 (the 'upgrade')."""
+    started = time.monotonic()
+    local = build_workspace_image(testbed, tmp_path_factory.mktemp("workspace-image"))
+    built = time.monotonic() - started
+    v1 = testbed.push_image(local, "gpuprov-test/workspace:1")
+    context = tmp_path_factory.mktemp("workspace-image-v2")
+    (context / "Dockerfile").write_text(f"FROM {local}\nLABEL org.gpuprov.test.upgrade=2\n")
+    _docker(testbed, "build", "-q", "-t", f"{local}-v2", str(context))
+    v2 = testbed.push_image(f"{local}-v2", "gpuprov-test/workspace:2")
+    print(f"workspace image: build {built:.1f} s, total {time.monotonic() - started:.1f} s")
+    # carol's password hash, made by jupyter_server itself inside the image.
+    hashed = _docker(
+        testbed, "run", "--rm", "--entrypoint", "/opt/venv/bin/python", local, "-c",
+        f"from jupyter_server.auth import passwd; print(passwd({CAROL_PASSWORD!r}))",
+    )  # fmt: skip
+    return {"v1": v1, "v2": v2, "password_hash": hashed}
+
+
+@pytest.fixture(scope="module")
+def team(testbed: TestBed, images, tmp_path_factory: pytest.TempPathFactory):
+    team = Team(testbed, tmp_path_factory.mktemp("team"), images["v1"], images["password_hash"])
+    team.first = team.play()
+    yield team
+    for host in HOSTS:
+        on_host(
+            testbed, host,
+            "docker rm -f $(docker ps -aq --filter label=org.gpuprov.user) 2>/dev/null; true",
+            check=False,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the story
+
+
+def test_first_run_starts_every_workspace(team, testbed):
+    assert set(recap(team.first)) >= set(HOSTS)
+    assert sorted(container_ids(testbed)) == [
+        "gpuprov-alice-jupyter", "gpuprov-alice-ssh", "gpuprov-bob-ssh", "gpuprov-carol-jupyter",
+    ]  # fmt: skip
+    for name in container_ids(testbed):
+        host = "oldgpu" if "carol" in name else "h100"
+        assert inspect(testbed, host, name)["State"]["Running"], name
+
+
+def test_second_run_changes_nothing(team):
+    again = team.play()
+    assert {h: r["changed"] for h, r in recap(again).items()} == {
+        "localhost": 0, "h100": 0, "oldgpu": 0,
+    }  # fmt: skip
+
+
+def test_jupyter_answers_with_the_token_and_refuses_without(team, testbed):
+    alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
+    assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
+    assert http_status(testbed, "h100", alice) == "403"
+    assert http_status(testbed, "h100", alice, "not-the-token") == "403"
+    carol_token = on_host(testbed, "oldgpu", "cat /etc/gpuprov/secrets/carol/jupyter-token")
+    assert len(carol_token) == 48
+    carol = f"http://127.0.0.1:{port(2003, 'jupyter')}/api/status"
+    assert http_status(testbed, "oldgpu", carol, carol_token) == "200"
+    assert http_status(testbed, "oldgpu", carol) == "403"
+
+
+def test_token_files_belong_to_root_and_the_user_only(team, testbed):
+    stat = "stat -c '%a %u %g' /etc/gpuprov/secrets/{0}/jupyter-token /etc/gpuprov/secrets/{0}"
+    assert on_host(testbed, "h100", stat.format("alice")).split("\n") == [
+        "400 2001 0", "700 2001 0",
+    ]  # fmt: skip
+    assert on_host(testbed, "h100", "cat /etc/gpuprov/secrets/alice/jupyter-token") == ALICE_TOKEN
+
+
+def test_jupyter_password_hash_from_vault_logs_in(team, testbed):
+    base = f"http://127.0.0.1:{port(2003, 'jupyter')}"
+    jar = team.root / "carol-cookies"
+    script = (
+        f"curl -s -c {jar} -b {jar} -o /dev/null {base}/login && "
+        f"xsrf=$(awk '$6==\"_xsrf\"{{print $7}}' {jar}) && "
+        f"for pw in wrong-password {CAROL_PASSWORD}; do curl -s -c {jar} -b {jar} -o /dev/null "
+        f"-w '%{{http_code}} ' --data-urlencode _xsrf=$xsrf --data-urlencode password=$pw "
+        f"{base}/login; done"
+    )
+    out = subprocess.run(
+        testbed.in_host_netns("oldgpu", ["sh", "-c", script]), capture_output=True, text=True
+    ).stdout.split()
+    assert out == ["401", "302"], out  # refused with the wrong password, in with the right one
+
+
+def test_ssh_login_with_the_right_key_as_the_users_uid(team, testbed):
+    good = workspace_ssh(testbed, team, "h100", "alice", "alice", "id -u; id -g; id -un")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.split() == ["2001", "2001", "alice"]
+    wrong = workspace_ssh(testbed, team, "h100", "alice", "mallory", "id -u")
+    assert wrong.returncode == 255 and "Permission denied" in wrong.stderr
+    other = workspace_ssh(testbed, team, "h100", "alice", "bob", "id -u")
+    assert other.returncode == 255
+
+
+def test_files_written_inside_land_on_the_host_volume_as_the_user(team, testbed):
+    for user in ("alice", "bob"):
+        done = workspace_ssh(testbed, team, "h100", user, user, "echo hello > ~/probe.txt")
+        assert done.returncode == 0, done.stderr
+        stat = on_host(testbed, "h100", f"stat -c '%u:%g %s' /srv/gpuprov/{user}/home/probe.txt")
+        uid = team.users[user]["uid"]
+        assert stat == f"{uid}:{uid} 6"
+    cannot = workspace_ssh(testbed, team, "h100", "alice", "alice", "touch /datasets/x")
+    assert cannot.returncode != 0 and "Read-only file system" in cannot.stderr
+
+
+def test_security_options_and_limits_in_docker_inspect(team, testbed):
+    for host, name in [
+        ("h100", "gpuprov-alice-jupyter"), ("h100", "gpuprov-alice-ssh"),
+        ("h100", "gpuprov-bob-ssh"), ("oldgpu", "gpuprov-carol-jupyter"),
+    ]:  # fmt: skip
+        info = inspect(testbed, host, name)
+        config, hc = info["Config"], info["HostConfig"]
+        assert hc["SecurityOpt"] == ["no-new-privileges"], name
+        assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"], name
+        assert hc["Privileged"] is False, name
+        assert hc["NetworkMode"] not in ("host",) and hc["PidMode"] != "host", name
+        assert not any("docker.sock" in m["Source"] for m in info["Mounts"]), name
+        assert hc["RestartPolicy"]["Name"] == "unless-stopped", name
+        assert {u["Name"]: (u["Soft"], u["Hard"]) for u in hc["Ulimits"]} == {
+            "stack": (67108864, 67108864), "nofile": (8192, 16384),
+        }  # fmt: skip
+        for bindings in hc["PortBindings"].values():
+            assert [b["HostIp"] for b in bindings] == ["127.0.0.1"], name
+        labels = config["Labels"]
+        assert labels["org.gpuprov.image"].endswith(team.image["digest"]), name
+        assert {"org.gpuprov.user", "org.gpuprov.kind", "org.gpuprov.spec"} <= set(labels)
+        assert not any(ALICE_TOKEN in e for e in config["Env"]), name
+    alice = inspect(testbed, "h100", "gpuprov-alice-jupyter")["HostConfig"]
+    assert (alice["Memory"], alice["PidsLimit"], alice["NanoCpus"]) == (512 << 20, 256, 10**9)
+    assert alice["ShmSize"] == 256 << 20
+    assert inspect(testbed, "h100", "gpuprov-alice-jupyter")["Config"]["User"] == "2001:2001"
+    assert inspect(testbed, "oldgpu", "gpuprov-carol-jupyter")["Config"]["User"] == "2003:2103"
+    bob = inspect(testbed, "h100", "gpuprov-bob-ssh")["HostConfig"]
+    assert (bob["PidsLimit"], bob["Memory"]) == (512, 0)
+    assert bob["ShmSize"] == 8 << 30  # the role's default for PyTorch DataLoaders
+
+
+def test_gpus_by_index_and_count_reach_the_runtime_hook(team, testbed):
+    ids = {
+        name: inspect(testbed, "oldgpu" if "carol" in name else "h100", name)["Id"]
+        for name in ("gpuprov-alice-jupyter", "gpuprov-bob-ssh", "gpuprov-carol-jupyter")
+    }
+    h100 = [
+        json.loads(x)
+        for x in on_host(testbed, "h100", "cat /var/log/gpuprov-fake/hook.log").splitlines()
+    ]
+    old = [
+        json.loads(x)
+        for x in on_host(testbed, "oldgpu", "cat /var/log/gpuprov-fake/hook.log").splitlines()
+    ]
+    asked = {r["container_id"]: r["NVIDIA_VISIBLE_DEVICES"] for r in h100 + old}
+    assert asked[ids["gpuprov-alice-jupyter"]] == "0"
+    assert asked[ids["gpuprov-carol-jupyter"]] == "0"
+    assert ids["gpuprov-bob-ssh"] not in asked
+
+
+def test_connection_notes_tell_users_how_to_connect_without_secrets(team, testbed):
+    notes = team.root / "connect"
+    assert sorted(p.name for p in notes.iterdir()) == ["alice.txt", "bob.txt", "carol.txt"]
+    alice = (notes / "alice.txt").read_text()
+    address = testbed.host_address("h100")
+    assert f"ssh -J {address} -p {port(2001, 'ssh')} alice@127.0.0.1" in alice
+    assert (
+        f"Host gpuprov-alice-h100\n      HostName 127.0.0.1\n      Port {port(2001, 'ssh')}"
+        in alice
+    )
+    assert f"http://127.0.0.1:{port(2001, 'jupyter')}/lab" in alice
+    carol = (notes / "carol.txt").read_text()
+    assert "cat /etc/gpuprov/secrets/carol/jupyter-token" in carol
+    for note in notes.iterdir():
+        assert note.stat().st_mode & 0o777 == 0o600
+    assert notes.stat().st_mode & 0o777 == 0o700
+    assert ALICE_TOKEN not in alice
+    assert "gpuprov workspaces of alice on h100" in team.first.stdout
+
+
+def test_changing_one_user_recreates_only_that_users_container(team, testbed):
+    before = container_ids(testbed)
+    team.users["bob"]["limits"] = {"pids": 1024}
+    proc = team.play()
+    after = container_ids(testbed)
+    assert changed_items(proc, "Start the workspace containers") == [
+        f"bob ssh on 127.0.0.1:{port(2002, 'ssh')}"
+    ]
+    assert after["gpuprov-bob-ssh"] != before["gpuprov-bob-ssh"]
+    assert {k: v for k, v in after.items() if "bob" not in k} == {
+        k: v for k, v in before.items() if "bob" not in k
+    }
+    assert inspect(testbed, "h100", "gpuprov-bob-ssh")["HostConfig"]["PidsLimit"] == 1024
+
+
+def test_removing_a_user_removes_the_containers_and_keeps_the_data(team, testbed):
+    del team.users["bob"]
+    proc = team.play()
+    assert "gpuprov-bob-ssh" not in container_ids(testbed)
+    said = " ".join(proc.stdout.split())  # the YAML callback folds long messages
+    assert "nothing was deleted: the data stays in /srv/gpuprov/bob on h100." in said
+    assert on_host(testbed, "h100", "cat /srv/gpuprov/bob/home/probe.txt") == "hello"
+    assert recap(team.play())["h100"]["changed"] == 0
+
+
+def test_a_port_taken_by_something_else_is_a_clear_error(team, testbed):
+    taken = port(2010, "ssh")
+    listener = on_host(
+        testbed, "oldgpu",
+        "nohup python3 -c 'import socket, time; s = socket.socket(); "
+        f"s.bind((\"127.0.0.1\", {taken})); s.listen(); time.sleep(900)' "
+        ">/dev/null 2>&1 & echo $!",
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        team.users["dan"] = {
+            "name": "dan", "uid": 2010, "host": "oldgpu",
+            "ssh_keys": [team.keys["dan"][1]], "workspaces": [{"kind": "ssh"}],
+        }  # fmt: skip
+        proc = team.play(check=False)
+        assert proc.returncode != 0
+        said = " ".join(proc.stdout.split())
+        assert (
+            f"port {taken} on 127.0.0.1 is already in use by process python3 (pid {listener}): "
+            "user 'dan' needs it for the ssh workspace" in said
+        ), proc.stdout[-4000:]
+        assert "gpuprov-dan-ssh" not in container_ids(testbed)
+    finally:
+        on_host(testbed, "oldgpu", f"kill {listener}", check=False)
+        team.users.pop("dan", None)
+
+
+def test_an_image_upgrade_recreates_on_the_pin_and_keeps_host_keys_and_data(team, testbed, images):
+    key_before = host_key(testbed, "h100", 2001)
+    before = container_ids(testbed)
+    team.image["digest"] = images["v2"].split("@")[1]
+    proc = team.play()
+    after = container_ids(testbed)
+    assert sorted(changed_items(proc, "Start the workspace containers")) == sorted([
+        f"alice jupyter on 127.0.0.1:{port(2001, 'jupyter')}",
+        f"alice ssh on 127.0.0.1:{port(2001, 'ssh')}",
+        f"carol jupyter on 127.0.0.1:{port(2003, 'jupyter')}",
+    ])  # fmt: skip
+    assert all(after[name] != before[name] for name in after)
+    for host, name in [("h100", "gpuprov-alice-ssh"), ("oldgpu", "gpuprov-carol-jupyter")]:
+        pinned = on_host(testbed, host, f"docker image inspect -f '{{{{.Id}}}}' {images['v2']}")
+        assert inspect(testbed, host, name)["Image"] == pinned
+    assert host_key(testbed, "h100", 2001) == key_before
+    login = workspace_ssh(testbed, team, "h100", "alice", "alice", "cat ~/probe.txt")
+    assert login.stdout.strip() == "hello", login.stderr
+    alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
+    assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
+    assert recap(team.play())["h100"]["changed"] == 0
+
+
+def test_no_token_in_the_complete_verbose_output(team, testbed, images):
+    carol_token = on_host(testbed, "oldgpu", "cat /etc/gpuprov/secrets/carol/jupyter-token")
+    assert len(team.outputs) >= 6
+    for output in team.outputs:
+        assert ALICE_TOKEN not in output
+        assert carol_token not in output
+        assert CAROL_PASSWORD not in output
+        assert images["password_hash"] not in output
