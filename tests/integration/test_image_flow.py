@@ -131,9 +131,17 @@ def test_the_build_pushes_and_pins_a_real_torch_image(
     assert (version, total) == ("2.13.0+cpu", "4.0")
     assert numpy_version == "2.3.5" and uid != "0", "numpy pinned; never root by default"
     # `gpuprov image pin` prints the same pin from the engine.
-    tag = re.search(r"pytorch-cpu:(build-[0-9a-f]{12})", built["first"]).group(1)
+    tags = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{json .RepoTags}}", pin["id"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    tag = next(t for t in json.loads(tags.stdout) if t.startswith(pin["reference"] + ":build-"))
     printed = subprocess.run(
-        [sys.executable, "-m", "gpuprov.cli", "image", "pin", f"{pin['reference']}:{tag}"],
+        [sys.executable, "-m", "gpuprov.cli", "image", "pin", tag],
         env=env,
         cwd=ROOT,
         capture_output=True,
