@@ -208,10 +208,12 @@ def connect_summary(
     jump over the host itself; others directly at their bind address.
     """
     mine = sorted((p for p in planned if p["user"] == user), key=lambda p: p["kind"])
+    on_this_machine = host_address in ("localhost", "::1") or host_address.startswith("127.")
     lines = [f"gpuprov workspaces of {user} on {host}", ""]
     for plan in mine:
         port, address = plan["port"], plan["bind_address"]
-        local = address.startswith("127.") or address == "::1"
+        # Loopback on a remote host: reached over SSH through that host.
+        local = (address.startswith("127.") or address == "::1") and not on_this_machine
         if plan["kind"] == "jupyter":
             lines.append("Jupyter")
             if local:

@@ -180,3 +180,11 @@ def test_connect_summary_direct_address():
     text = workspace.connect_summary("alice", "ws", "ws.lan", plans, "/s")
     assert "ssh -p 20003 alice@10.20.0.21" in text
     assert "ProxyJump" not in text and "Jupyter" not in text
+
+
+def test_connect_summary_on_the_controller_itself_needs_no_jump():
+    plans = [asdict(ALICE), asdict(SSH)]
+    text = workspace.connect_summary("alice", "localhost", "localhost", plans, "/s")
+    assert "ssh -p 20003 alice@127.0.0.1" in text
+    assert "http://127.0.0.1:20002/lab" in text
+    assert "ProxyJump" not in text and "ssh -N -L" not in text
