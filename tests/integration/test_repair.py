@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_verify import REPO, ansible_env, checks, recap, report_of, run_playbook
+from test_verify_playbook import REPO, ansible_env, checks, recap, report_of, run_playbook
 from testbed import TestBed
 
 HOST = "h100"
