@@ -28,6 +28,15 @@ def test_scenario_converges_idempotently_and_verifies(scenario, testbed, tmp_pat
         "MOLECULE_NO_LOG": "false",
     }
     env.pop("ANSIBLE_CONFIG", None)
+    # Molecule remembers "prepared" between runs; each run here is on a new bed.
+    subprocess.run(
+        ["molecule", "reset", "-s", scenario],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     result = subprocess.run(
         ["molecule", "test", "-s", scenario],
         cwd=REPO,
