@@ -181,9 +181,11 @@ def _conda_record(root: str, path: str) -> dict:
     if not isinstance(files, list):
         paths_data = data.get("paths_data")
         paths = paths_data.get("paths") if isinstance(paths_data, dict) else None
-        files = [p.get("_path") for p in paths if isinstance(p, dict)] if isinstance(
-            paths, list
-        ) else None
+        files = (
+            [p.get("_path") for p in paths if isinstance(p, dict)]
+            if isinstance(paths, list)
+            else None
+        )
     build = data.get("build") if isinstance(data.get("build"), str) else ""
     record.update(
         name=normalise(name),
@@ -308,8 +310,14 @@ def inspect(root: str = "/") -> dict:
             names = sorted(n for n in os.listdir(meta_dir) if n.endswith(".json"))
         except OSError as exc:
             env["records"].append(
-                {"kind": "conda-meta", "path": _image_path(root, meta_dir), "name": None,
-                 "version": None, "installer": "conda", "error": str(exc)}
+                {
+                    "kind": "conda-meta",
+                    "path": _image_path(root, meta_dir),
+                    "name": None,
+                    "version": None,
+                    "installer": "conda",
+                    "error": str(exc),
+                }
             )
             continue
         env["records"].extend(_conda_record(root, os.path.join(meta_dir, n)) for n in names)
@@ -327,8 +335,14 @@ def inspect(root: str = "/") -> dict:
             entries = sorted(os.listdir(site_dir))
         except OSError as exc:
             env["records"].append(
-                {"kind": "site-dir", "path": _image_path(root, site_dir), "name": None,
-                 "version": None, "installer": "unknown", "error": str(exc)}
+                {
+                    "kind": "site-dir",
+                    "path": _image_path(root, site_dir),
+                    "name": None,
+                    "version": None,
+                    "installer": "unknown",
+                    "error": str(exc),
+                }
             )
             continue
         env["records"].extend(

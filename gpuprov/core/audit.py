@@ -445,8 +445,7 @@ def _check_python_and_cudnn(
                 findings.append(
                     Finding(
                         FAIL,
-                        f"{prefix}: {row.name} is {row.version} but the pin promises cuDNN "
-                        f"{cudnn}",
+                        f"{prefix}: {row.name} is {row.version} but the pin promises cuDNN {cudnn}",
                     )
                 )
 
@@ -614,10 +613,7 @@ def _report_rows(installs: Mapping[str, Mapping[str, list[PackageRow]]]) -> Iter
         env = installs[prefix]
         yield from (r for name in shown for r in env.get(name, []))
         yield from (
-            r
-            for name in sorted(env)
-            if name not in shown and len(env[name]) > 1
-            for r in env[name]
+            r for name in sorted(env) if name not in shown and len(env[name]) > 1 for r in env[name]
         )
 
 

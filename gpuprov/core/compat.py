@@ -148,27 +148,32 @@ class WheelArchList:
 
 
 WHEEL_ARCH_LISTS: tuple[WheelArchList, ...] = (
-    WheelArchList("cu118", "2.0", ("3.7", "5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"),
-                  _BUILDER_SCRIPT),
-    WheelArchList("cu121", "2.1", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"),
-                  _BUILDER_SCRIPT),
-    WheelArchList("cu124", "2.4", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"),
-                  _CU124_REPORT),
-    WheelArchList("cu126", "2.6", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"),
-                  _BUILD_SCRIPT_MAIN),
+    WheelArchList(
+        "cu118", "2.0", ("3.7", "5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"), _BUILDER_SCRIPT
+    ),
+    WheelArchList(
+        "cu121", "2.1", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"), _BUILDER_SCRIPT
+    ),
+    WheelArchList("cu124", "2.4", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"), _CU124_REPORT),
+    WheelArchList(
+        "cu126", "2.6", ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"), _BUILD_SCRIPT_MAIN
+    ),
     # 2.7 shipped cu128 without Volta; 2.8 put sm_70 back (pytorch/pytorch#157517)
     # and 2.11 dropped it again.
-    WheelArchList("cu128", "2.7", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"),
-                  _BUILD_SCRIPT_2_7),
-    WheelArchList("cu128", "2.8", ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
-                  _BUILD_SCRIPT_2_8),
-    WheelArchList("cu128", "2.11", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
-                  _ARCH_LIST_REPORT),
-    WheelArchList("cu129", "2.8", ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"),
-                  _BUILD_SCRIPT_2_8),
+    WheelArchList(
+        "cu128", "2.7", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"), _BUILD_SCRIPT_2_7
+    ),
+    WheelArchList(
+        "cu128", "2.8", ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0"), _BUILD_SCRIPT_2_8
+    ),
+    WheelArchList("cu128", "2.11", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"), _ARCH_LIST_REPORT),
+    WheelArchList(
+        "cu129", "2.8", ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"), _BUILD_SCRIPT_2_8
+    ),
     # CUDA 13 itself dropped Maxwell, Pascal and Volta.
-    WheelArchList("cu130", "2.9", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"),
-                  _BUILD_SCRIPT_MAIN),
+    WheelArchList(
+        "cu130", "2.9", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"), _BUILD_SCRIPT_MAIN
+    ),
 )
 
 # --- NVIDIA Container Toolkit security floor --------------------------------
@@ -183,15 +188,24 @@ class Advisory:
 
 
 TOOLKIT_ADVISORIES: tuple[Advisory, ...] = (
-    Advisory("CVE-2024-0132", "1.16.2",
-             "TOCTOU in the container hook lets a crafted image reach the host file system",
-             "https://nvd.nist.gov/vuln/detail/CVE-2024-0132"),
-    Advisory("CVE-2025-23359", "1.17.4",
-             "bypass of the CVE-2024-0132 fix: container escape to the host",
-             "https://nvd.nist.gov/vuln/detail/CVE-2025-23359"),
-    Advisory("CVE-2025-23266", "1.17.8",
-             "LD_PRELOAD through the createContainer hook: root on the host (NVIDIAScape)",
-             "https://nvd.nist.gov/vuln/detail/CVE-2025-23266"),
+    Advisory(
+        "CVE-2024-0132",
+        "1.16.2",
+        "TOCTOU in the container hook lets a crafted image reach the host file system",
+        "https://nvd.nist.gov/vuln/detail/CVE-2024-0132",
+    ),
+    Advisory(
+        "CVE-2025-23359",
+        "1.17.4",
+        "bypass of the CVE-2024-0132 fix: container escape to the host",
+        "https://nvd.nist.gov/vuln/detail/CVE-2025-23359",
+    ),
+    Advisory(
+        "CVE-2025-23266",
+        "1.17.8",
+        "LD_PRELOAD through the createContainer hook: root on the host (NVIDIAScape)",
+        "https://nvd.nist.gov/vuln/detail/CVE-2025-23266",
+    ),
 )
 
 TOOLKIT_MIN_SAFE = max((a.fixed_in for a in TOOLKIT_ADVISORIES), key=parse_version)
@@ -230,8 +244,7 @@ def newest_build_for_driver(driver: str) -> str | None:
     """The newest PyTorch CUDA build whose CUDA GA fully supports this driver."""
     version = parse_version(driver)
     fitting = [
-        build for build, cuda in TORCH_CUDA_BUILDS.items()
-        if version >= min_driver_for_cuda(cuda)
+        build for build, cuda in TORCH_CUDA_BUILDS.items() if version >= min_driver_for_cuda(cuda)
     ]
     return max(fitting, key=lambda build: parse_version(TORCH_CUDA_BUILDS[build]), default=None)
 
@@ -276,27 +289,55 @@ def driver_supports_cuda(driver: str, cuda: str, *, driver_cuda: str | None = No
         if driver_cuda is None:
             raise
         if parse_version(driver_cuda) >= major_minor(wanted):
-            return Verdict(Support.OK, driver, cuda, None, None,
-                           f"driver {driver} reports CUDA {driver_cuda} >= {cuda}")
+            return Verdict(
+                Support.OK,
+                driver,
+                cuda,
+                None,
+                None,
+                f"driver {driver} reports CUDA {driver_cuda} >= {cuda}",
+            )
         required = None
     if required is not None and drv >= required:
-        return Verdict(Support.OK, driver, cuda, required.text, None,
-                       f"driver {driver} >= {required} needed by CUDA {cuda}")
+        return Verdict(
+            Support.OK,
+            driver,
+            cuda,
+            required.text,
+            None,
+            f"driver {driver} >= {required} needed by CUDA {cuda}",
+        )
     suggested = newest_build_for_driver(driver)
-    shortfall = (f"driver {driver} < {required} needed by CUDA {cuda}" if required
-                 else f"driver {driver} reports CUDA {driver_cuda} < {cuda}")
+    shortfall = (
+        f"driver {driver} < {required} needed by CUDA {cuda}"
+        if required
+        else f"driver {driver} reports CUDA {driver_cuda} < {cuda}"
+    )
     floor_text = MINOR_VERSION_COMPAT_FLOOR.get(wanted.major)
     if floor_text and drv >= parse_version(floor_text):
         return Verdict(
-            Support.MINOR_VERSION_COMPAT, driver, cuda, required and required.text, suggested,
+            Support.MINOR_VERSION_COMPAT,
+            driver,
+            cuda,
+            required and required.text,
+            suggested,
             f"{shortfall}; it runs only through minor-version compatibility "
             f"(CUDA {wanted.major}.x on driver >= {floor_text}: {MINOR_VERSION_COMPAT_LIMITS}): "
             f"{_remedy(suggested)}",
         )
-    below = (f"below the CUDA {wanted.major}.x minor-version-compatibility floor {floor_text}"
-             if floor_text else f"no minor-version compatibility for CUDA {wanted.major}.x")
-    return Verdict(Support.TOO_OLD, driver, cuda, required and required.text, suggested,
-                   f"{shortfall} ({below}): {_remedy(suggested)}")
+    below = (
+        f"below the CUDA {wanted.major}.x minor-version-compatibility floor {floor_text}"
+        if floor_text
+        else f"no minor-version compatibility for CUDA {wanted.major}.x"
+    )
+    return Verdict(
+        Support.TOO_OLD,
+        driver,
+        cuda,
+        required and required.text,
+        suggested,
+        f"{shortfall} ({below}): {_remedy(suggested)}",
+    )
 
 
 class ArchSupport(StrEnum):
@@ -329,8 +370,9 @@ def wheel_arch_list(build: str, torch: str | None = None) -> tuple[str, ...]:
     if torch is None:
         numbers = [{a.removesuffix("+PTX") for a in row.archs} for row in rows]
         common = set.intersection(*numbers)
-        ptx = set.intersection(*({a.removesuffix("+PTX") for a in row.archs
-                                  if a.endswith("+PTX")} for row in rows))
+        ptx = set.intersection(
+            *({a.removesuffix("+PTX") for a in row.archs if a.endswith("+PTX")} for row in rows)
+        )
         ordered = sorted(common, key=parse_version)
         return tuple(f"{a}+PTX" if a in ptx else a for a in ordered)
     release = major_minor(torch)
@@ -356,17 +398,28 @@ def cuda_build_supports_cc(build: str, cc: str, torch: str | None = None) -> Arc
     listed = ";".join(archs)
     which = f"torch {torch} {build}" if torch else f"{build} (every torch release)"
     if any(s.major == gpu.major and s.minor <= gpu.minor for s in sass):
-        return ArchVerdict(ArchSupport.NATIVE, build, cc, archs,
-                           f"compute capability {cc} runs natively on {which} [{listed}]")
+        return ArchVerdict(
+            ArchSupport.NATIVE,
+            build,
+            cc,
+            archs,
+            f"compute capability {cc} runs natively on {which} [{listed}]",
+        )
     if any(p <= gpu for p in ptx):
         return ArchVerdict(
-            ArchSupport.PTX_JIT, build, cc, archs,
+            ArchSupport.PTX_JIT,
+            build,
+            cc,
+            archs,
             f"compute capability {cc} runs {which} only by JIT-compiling its PTX [{listed}]: "
             f"slow first start, and the driver must fully support CUDA "
             f"{TORCH_CUDA_BUILDS[build]}",
         )
     return ArchVerdict(
-        ArchSupport.UNSUPPORTED, build, cc, archs,
+        ArchSupport.UNSUPPORTED,
+        build,
+        cc,
+        archs,
         f"compute capability {cc} is not in the {which} wheels [{listed}]: CUDA ops fail with "
         f"'no kernel image is available for execution on the device'; pin a build that lists it",
     )

@@ -23,14 +23,16 @@ def load(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise DaemonJsonError(
             f"/etc/docker/daemon.json is not valid JSON ({exc}): fix it by hand; gpuprov "
-            f"does not rewrite a file it cannot read") from None
+            f"does not rewrite a file it cannot read"
+        ) from None
     if not isinstance(value, dict):
         raise DaemonJsonError("/etc/docker/daemon.json is not a JSON object: fix it by hand")
     return value
 
 
-def merge_nvidia_runtime(current: Mapping[str, Any], runtime_path: str,
-                         set_default: bool = False) -> dict[str, Any]:
+def merge_nvidia_runtime(
+    current: Mapping[str, Any], runtime_path: str, set_default: bool = False
+) -> dict[str, Any]:
     """`current` with runtimes.nvidia (and default-runtime when asked); nothing else changes.
 
     Like `nvidia-ctk runtime configure --runtime=docker`, but a key the user set

@@ -88,8 +88,10 @@ def nouveau_blacklisted(modprobe_files: Mapping[str, str] | None) -> bool | None
             words = line.split("#", 1)[0].split()
             if words[:2] == ["blacklist", "nouveau"]:
                 return True
-            if words[:2] == ["install", "nouveau"] and words[2:3] in (["/bin/false"],
-                                                                       ["/bin/true"]):
+            if words[:2] == ["install", "nouveau"] and words[2:3] in (
+                ["/bin/false"],
+                ["/bin/true"],
+            ):
                 return True
     return False
 
@@ -165,8 +167,11 @@ def docker_runtimes(info: Mapping[str, Any] | None) -> tuple[tuple[str, ...], st
 
 def docker_error(message: str) -> str:
     """The daemon's own words from a Docker API error (drop the request URL around them)."""
-    found = re.search(r'(?:Internal Server Error|Bad Request|Not Found|Conflict) \("(.*)"\)\s*$',
-                      message.strip(), re.DOTALL)
+    found = re.search(
+        r'(?:Internal Server Error|Bad Request|Not Found|Conflict) \("(.*)"\)\s*$',
+        message.strip(),
+        re.DOTALL,
+    )
     return found.group(1) if found else message.strip()
 
 
@@ -183,8 +188,11 @@ def workload(probe: Mapping[str, Any] | None) -> Workload | None:
     if probe.get("skipped"):
         return Workload(nvidia_smi_rc=None, torch_ok=None, skipped=str(probe["skipped"]))
     if not probe.get("started", True):
-        return Workload(nvidia_smi_rc=None, torch_ok=None,
-                        error=docker_error(str(probe.get("error") or "unknown error")))
+        return Workload(
+            nvidia_smi_rc=None,
+            torch_ok=None,
+            error=docker_error(str(probe.get("error") or "unknown error")),
+        )
     found: dict[str, Any] | None = None
     for line in str(probe.get("output") or "").splitlines():
         line = line.strip()
@@ -195,8 +203,9 @@ def workload(probe: Mapping[str, Any] | None) -> Workload | None:
                 continue
     if found is None:
         tail = str(probe.get("output") or "").strip()[-300:] or "(no output)"
-        return Workload(nvidia_smi_rc=None, torch_ok=None,
-                        error=f"the probe printed no result: {tail}")
+        return Workload(
+            nvidia_smi_rc=None, torch_ok=None, error=f"the probe printed no result: {tail}"
+        )
     return Workload(
         nvidia_smi_rc=found.get("nvidia_smi_rc"),
         torch_ok=found.get("torch_ok"),
@@ -208,8 +217,9 @@ def workload(probe: Mapping[str, Any] | None) -> Workload | None:
 # --- the whole host -------------------------------------------------------------
 
 
-def _driver(raw: Mapping[str, Any]) -> tuple[DriverStatus, tuple[GpuRecord, ...], str | None,
-                                              str | None]:
+def _driver(
+    raw: Mapping[str, Any],
+) -> tuple[DriverStatus, tuple[GpuRecord, ...], str | None, str | None]:
     query = raw.get("nvidia_smi_query")
     status = classify_failure(_rc(query), _out(query))
     gpus: tuple[GpuRecord, ...] = ()
@@ -218,9 +228,11 @@ def _driver(raw: Mapping[str, Any]) -> tuple[DriverStatus, tuple[GpuRecord, ...]
         try:
             gpus = tuple(parse_query_gpu(_out(query)))
         except NvidiaSmiParseError as exc:
-            status = DriverStatus(DriverState.FAILED,
-                                  f"nvidia-smi answered but gpuprov cannot read it: {exc}",
-                                  status.detail)
+            status = DriverStatus(
+                DriverState.FAILED,
+                f"nvidia-smi answered but gpuprov cannot read it: {exc}",
+                status.detail,
+            )
     gpus = _with_mig_devices(gpus, raw.get("nvidia_smi_list"))
     for key in ("nvidia_smi_version", "nvidia_smi_plain"):
         result = raw.get(key)
@@ -236,8 +248,9 @@ def _driver(raw: Mapping[str, Any]) -> tuple[DriverStatus, tuple[GpuRecord, ...]
     return status, gpus, version, cuda
 
 
-def _with_mig_devices(gpus: tuple[GpuRecord, ...],
-                      listing: Mapping[str, Any] | None) -> tuple[GpuRecord, ...]:
+def _with_mig_devices(
+    gpus: tuple[GpuRecord, ...], listing: Mapping[str, Any] | None
+) -> tuple[GpuRecord, ...]:
     """--query-gpu has no MIG devices; `nvidia-smi -L` lists them under their GPU's UUID."""
     if not gpus or _rc(listing) != 0:
         return gpus
@@ -245,8 +258,7 @@ def _with_mig_devices(gpus: tuple[GpuRecord, ...],
         listed = {g.uuid: g.mig_devices for g in parse_list(_out(listing)) if g.uuid}
     except NvidiaSmiParseError:
         return gpus
-    return tuple(replace(g, mig_devices=listed[g.uuid]) if listed.get(g.uuid) else g
-                 for g in gpus)
+    return tuple(replace(g, mig_devices=listed[g.uuid]) if listed.get(g.uuid) else g for g in gpus)
 
 
 def needs_plain_header(raw: Mapping[str, Any]) -> bool:
@@ -261,8 +273,11 @@ def needs_plain_header(raw: Mapping[str, Any]) -> bool:
     return False
 
 
-def host_facts(raw: Mapping[str, Any], docker_info: Mapping[str, Any] | None = None,
-               probe: Mapping[str, Any] | None = None) -> HostFacts:
+def host_facts(
+    raw: Mapping[str, Any],
+    docker_info: Mapping[str, Any] | None = None,
+    probe: Mapping[str, Any] | None = None,
+) -> HostFacts:
     """HostFacts from the module's raw observations, docker info and the workload probe."""
     status, gpus, version, cuda = _driver(raw)
     modules = loaded_modules(raw.get("proc_modules"))
@@ -284,8 +299,9 @@ def host_facts(raw: Mapping[str, Any], docker_info: Mapping[str, Any] | None = N
         nouveau_loaded=None if modules is None else "nouveau" in modules,
         nouveau_blacklisted=nouveau_blacklisted(raw.get("modprobe_d")),
         kernel_headers=raw.get("kernel_headers"),
-        dev_nvidia=None if dev is None else any(
-            re.fullmatch(r"nvidia(\d+|ctl)", name) for name in dev),
+        dev_nvidia=None
+        if dev is None
+        else any(re.fullmatch(r"nvidia(\d+|ctl)", name) for name in dev),
         dev_nvidia_uvm=None if dev is None else "nvidia-uvm" in dev,
         cgroup_version=cgroup_version(raw.get("mounts")),
         driver_packages_held=packages_held,
@@ -374,8 +390,13 @@ def failure_message(host: str, checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def report(host: str, checks: Sequence[Check], facts: HostFacts,
-           promises: Mapping[str, Any], expect: HostExpectations) -> dict[str, Any]:
+def report(
+    host: str,
+    checks: Sequence[Check],
+    facts: HostFacts,
+    promises: Mapping[str, Any],
+    expect: HostExpectations,
+) -> dict[str, Any]:
     """The JSON report of one host (deterministic: no timestamps, so reruns do not change it)."""
     return {
         "schema": REPORT_SCHEMA,

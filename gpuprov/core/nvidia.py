@@ -302,13 +302,15 @@ def _mig_devices(gpu: ET.Element) -> tuple[MigDevice, ...]:
     devices = []
     for mig in gpu.findall("mig_devices/mig_device"):
         values = _XmlValues()
-        devices.append(MigDevice(
-            index=_number(_text(mig, "index") or ""),
-            uuid=values.get(mig, "uuid", "uuid"),
-            gpu_instance_id=values.get(mig, "gpu_instance_id", "gi", _number),
-            compute_instance_id=values.get(mig, "compute_instance_id", "ci", _number),
-            memory_total_mib=values.get(mig, "fb_memory_usage/total", "memory", _number),
-        ))
+        devices.append(
+            MigDevice(
+                index=_number(_text(mig, "index") or ""),
+                uuid=values.get(mig, "uuid", "uuid"),
+                gpu_instance_id=values.get(mig, "gpu_instance_id", "gi", _number),
+                compute_instance_id=values.get(mig, "compute_instance_id", "ci", _number),
+                memory_total_mib=values.get(mig, "fb_memory_usage/total", "memory", _number),
+            )
+        )
     return tuple(devices)
 
 
@@ -335,20 +337,29 @@ def _xml_gpu(gpu: ET.Element, index: int, driver_version: str | None) -> GpuReco
         persistence_mode=v.get(gpu, "persistence_mode", "persistence_mode", _flag),
         ecc_enabled=v.get(gpu, "ecc_mode/current_ecc", "ecc_enabled", _flag),
         ecc_uncorrected_volatile=v.uncorrectable(
-            gpu.find("ecc_errors/volatile"), "ecc_uncorrected_volatile"),
+            gpu.find("ecc_errors/volatile"), "ecc_uncorrected_volatile"
+        ),
         ecc_uncorrected_aggregate=v.uncorrectable(
-            gpu.find("ecc_errors/aggregate"), "ecc_uncorrected_aggregate"),
+            gpu.find("ecc_errors/aggregate"), "ecc_uncorrected_aggregate"
+        ),
         retired_pages_double_bit=v.get(
-            gpu, "retired_pages/double_bit_retirement/retired_count",
-            "retired_pages_double_bit", _number),
+            gpu,
+            "retired_pages/double_bit_retirement/retired_count",
+            "retired_pages_double_bit",
+            _number,
+        ),
         retired_pages_pending=v.get(
-            gpu, "retired_pages/pending_retirement", "retired_pages_pending", _flag),
+            gpu, "retired_pages/pending_retirement", "retired_pages_pending", _flag
+        ),
         remapped_rows_uncorrectable=v.get(
-            remapped, "remapped_row_unc", "remapped_rows_uncorrectable", _number),
+            remapped, "remapped_row_unc", "remapped_rows_uncorrectable", _number
+        ),
         remapped_rows_pending=v.get(
-            remapped, "remapped_row_pending", "remapped_rows_pending", _flag),
+            remapped, "remapped_row_pending", "remapped_rows_pending", _flag
+        ),
         remapped_rows_failure=v.get(
-            remapped, "remapped_row_failure", "remapped_rows_failure", _flag),
+            remapped, "remapped_row_failure", "remapped_rows_failure", _flag
+        ),
         mig_devices=_mig_devices(gpu),
         markers=v.markers,
     )
@@ -411,13 +422,19 @@ def parse_list(text: str) -> list[GpuRecord]:
             continue
         mig = _LIST_MIG.match(line)
         if mig and gpus:
-            gpus[-1][3].append(MigDevice(
-                index=int(mig.group(2)), profile=mig.group(1), uuid=mig.group(3)))
+            gpus[-1][3].append(
+                MigDevice(index=int(mig.group(2)), profile=mig.group(1), uuid=mig.group(3))
+            )
             continue
         raise NvidiaSmiParseError(f"unexpected line in nvidia-smi -L output: {line.strip()!r}")
     return [
-        GpuRecord(index=index, name=name, uuid=uuid, mig_enabled=True if migs else None,
-                  mig_devices=tuple(migs))
+        GpuRecord(
+            index=index,
+            name=name,
+            uuid=uuid,
+            mig_enabled=True if migs else None,
+            mig_devices=tuple(migs),
+        )
         for index, name, uuid, migs in gpus
     ]
 

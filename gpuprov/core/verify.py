@@ -140,28 +140,39 @@ def _driver(facts: HostFacts) -> Check:
         if facts.kernel_headers is False:
             hints.append("headers for the running kernel are missing")
     seen = f" [on this host: {'; '.join(hints)}]" if hints else ""
-    return Check("nvidia driver", Status.FAIL,
-                 f"{facts.driver.state}: {facts.driver.explanation}{seen}")
+    return Check(
+        "nvidia driver", Status.FAIL, f"{facts.driver.state}: {facts.driver.explanation}{seen}"
+    )
 
 
 def _kernel_modules(facts: HostFacts) -> Check:
     if facts.nouveau_loaded:
-        return Check("kernel modules", Status.FAIL,
-                     "nouveau is loaded and holds the GPU: blacklist it in "
-                     "/etc/modprobe.d, rebuild the initramfs and reboot")
+        return Check(
+            "kernel modules",
+            Status.FAIL,
+            "nouveau is loaded and holds the GPU: blacklist it in "
+            "/etc/modprobe.d, rebuild the initramfs and reboot",
+        )
     problems = []
     if facts.nouveau_blacklisted is False:
         problems.append("nouveau is not blacklisted (it can take the GPU at the next boot)")
     if facts.kernel_headers is False:
-        problems.append("no headers for the running kernel (DKMS cannot rebuild the "
-                        "module after a kernel update)")
+        problems.append(
+            "no headers for the running kernel (DKMS cannot rebuild the "
+            "module after a kernel update)"
+        )
     if facts.secure_boot and not facts.driver.ok:
         problems.append("Secure Boot is on: the module must be signed with an enrolled key")
     if problems:
         return Check("kernel modules", Status.WARN, "; ".join(problems))
-    unknown = [name for name, value in (("nouveau", facts.nouveau_loaded),
-                                        ("kernel headers", facts.kernel_headers))
-               if value is None]
+    unknown = [
+        name
+        for name, value in (
+            ("nouveau", facts.nouveau_loaded),
+            ("kernel headers", facts.kernel_headers),
+        )
+        if value is None
+    ]
     if unknown:
         return Check("kernel modules", Status.WARN, f"not gathered: {', '.join(unknown)}")
     return Check("kernel modules", Status.OK, "nouveau not loaded, kernel headers present")
@@ -169,31 +180,43 @@ def _kernel_modules(facts: HostFacts) -> Check:
 
 def _packages_held(facts: HostFacts) -> Check:
     if facts.driver_packages_held is None and facts.driver_packages_installed == ():
-        return Check("driver packages held", Status.WARN,
-                     "no NVIDIA driver package installed by apt (a .run-installed driver "
-                     "cannot be held): install the driver from packages "
-                     "(nvidia_driver_manage) so it can be pinned and held")
+        return Check(
+            "driver packages held",
+            Status.WARN,
+            "no NVIDIA driver package installed by apt (a .run-installed driver "
+            "cannot be held): install the driver from packages "
+            "(nvidia_driver_manage) so it can be pinned and held",
+        )
     if facts.driver_packages_held is None:
         return Check("driver packages held", Status.WARN, "not gathered")
     if facts.driver_packages_held:
         names = ", ".join(facts.driver_packages_installed or ())
         held = f"{names} held" if names else "held"
         return Check("driver packages held", Status.OK, f"{held} against unattended upgrades")
-    return Check("driver packages held", Status.WARN,
-                 "not held: an unattended upgrade replaces the user-space driver under the "
-                 "running module ('Driver/library version mismatch' until reboot); "
-                 "apt-mark hold the driver packages")
+    return Check(
+        "driver packages held",
+        Status.WARN,
+        "not held: an unattended upgrade replaces the user-space driver under the "
+        "running module ('Driver/library version mismatch' until reboot); "
+        "apt-mark hold the driver packages",
+    )
 
 
 def _device_nodes(facts: HostFacts) -> Check:
     if facts.dev_nvidia is False:
-        return Check("device nodes", Status.FAIL,
-                     "no /dev/nvidia* device nodes: the driver is not initialised; run "
-                     "nvidia-smi once as root or enable nvidia-persistenced")
+        return Check(
+            "device nodes",
+            Status.FAIL,
+            "no /dev/nvidia* device nodes: the driver is not initialised; run "
+            "nvidia-smi once as root or enable nvidia-persistenced",
+        )
     if facts.dev_nvidia_uvm is False:
-        return Check("device nodes", Status.FAIL,
-                     "/dev/nvidia-uvm is missing: nvidia-smi works without it but every "
-                     "CUDA program fails; load nvidia-uvm (nvidia-modprobe -u -c=0)")
+        return Check(
+            "device nodes",
+            Status.FAIL,
+            "/dev/nvidia-uvm is missing: nvidia-smi works without it but every "
+            "CUDA program fails; load nvidia-uvm (nvidia-modprobe -u -c=0)",
+        )
     if facts.dev_nvidia is None or facts.dev_nvidia_uvm is None:
         return Check("device nodes", Status.WARN, "not gathered")
     return Check("device nodes", Status.OK, "/dev/nvidia* and /dev/nvidia-uvm present")
@@ -207,23 +230,27 @@ def _driver_vs_image(ctx: _Context) -> Check:
     if not facts.driver.ok or not facts.driver_version:
         return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
     try:
-        verdict = driver_supports_cuda(facts.driver_version, image.cuda,
-                                       driver_cuda=facts.cuda_version)
+        verdict = driver_supports_cuda(
+            facts.driver_version, image.cuda, driver_cuda=facts.cuda_version
+        )
     except (CompatError, VersionError) as exc:
         return Check(name, Status.FAIL, f"cannot verify: {exc}")
     if verdict.status is Support.OK:
         return Check(name, Status.OK, f"{verdict.message} in the team image")
     datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
     forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
-    reason = verdict.message.replace(f"CUDA {image.cuda}", f"CUDA {image.cuda} in the team "
-                                     f"image", 1) + forward
+    reason = (
+        verdict.message.replace(f"CUDA {image.cuda}", f"CUDA {image.cuda} in the team image", 1)
+        + forward
+    )
     if verdict.status is Support.MINOR_VERSION_COMPAT and image.allow_minor_version_compat:
         return Check(name, Status.WARN, reason)
     return Check(name, Status.FAIL, reason)
 
 
-def _per_gpu(ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None],
-             ok_reason: str) -> Check:
+def _per_gpu(
+    ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None], ok_reason: str
+) -> Check:
     """One check over all GPUs: the worst GPU decides, every bad GPU is named."""
     results = [judge(gpu) for gpu in ctx.facts.gpus]
     bad = [r for r in results if r is not None]
@@ -239,17 +266,24 @@ def _per_gpu(ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None
 def _compute_capability(ctx: _Context) -> Check:
     image = ctx.image
     if image.cuda_build is None:
-        return Check("compute capability", Status.NA,
-                     "the team image is a CPU build: its torch has no GPU kernels")
+        return Check(
+            "compute capability",
+            Status.NA,
+            "the team image is a CPU build: its torch has no GPU kernels",
+        )
 
     def judge(gpu: GpuRecord) -> Check | None:
         if gpu.compute_capability is None:
-            return Check("", Status.WARN,
-                         f"{gpu.label()}: compute capability unknown (query it with "
-                         f"--query-gpu=compute_cap)")
+            return Check(
+                "",
+                Status.WARN,
+                f"{gpu.label()}: compute capability unknown (query it with "
+                f"--query-gpu=compute_cap)",
+            )
         try:
-            verdict = cuda_build_supports_cc(image.cuda_build or "", gpu.compute_capability,
-                                             image.torch)
+            verdict = cuda_build_supports_cc(
+                image.cuda_build or "", gpu.compute_capability, image.torch
+            )
         except (CompatError, VersionError) as exc:
             return Check("", Status.FAIL, f"cannot verify: {exc}")
         if verdict.status is ArchSupport.NATIVE:
@@ -258,9 +292,12 @@ def _compute_capability(ctx: _Context) -> Check:
         return Check("", status, f"{gpu.label()}: {verdict.message}")
 
     ccs = sorted({gpu.compute_capability or "?" for gpu in ctx.facts.gpus})
-    return _per_gpu(ctx, "compute capability", judge,
-                    f"compute capability {', '.join(ccs)} in torch {image.torch} "
-                    f"{image.cuda_build} wheels")
+    return _per_gpu(
+        ctx,
+        "compute capability",
+        judge,
+        f"compute capability {', '.join(ccs)} in torch {image.torch} {image.cuda_build} wheels",
+    )
 
 
 def _gpu_count(ctx: _Context) -> Check:
@@ -270,10 +307,13 @@ def _gpu_count(ctx: _Context) -> Check:
         return Check("gpu count", Status.OK, f"{found} GPU(s); the inventory sets no count")
     if found == wanted:
         return Check("gpu count", Status.OK, f"{found} GPU(s) as the inventory expects")
-    return Check("gpu count", Status.FAIL,
-                 f"{found} GPU(s) found, the inventory expects {wanted}: check `nvidia-smi -L`, "
-                 f"`lspci | grep -i nvidia` and `dmesg | grep NVRM` for a GPU that fell off "
-                 f"the bus, or fix the inventory")
+    return Check(
+        "gpu count",
+        Status.FAIL,
+        f"{found} GPU(s) found, the inventory expects {wanted}: check `nvidia-smi -L`, "
+        f"`lspci | grep -i nvidia` and `dmesg | grep NVRM` for a GPU that fell off "
+        f"the bus, or fix the inventory",
+    )
 
 
 def _gpu_model(ctx: _Context) -> Check:
@@ -284,16 +324,21 @@ def _gpu_model(ctx: _Context) -> Check:
     wrong = [gpu for gpu in ctx.facts.gpus if wanted.lower() not in gpu.name.lower()]
     if not wrong:
         return Check("gpu model", Status.OK, f"{', '.join(names)} matches {wanted!r}")
-    return Check("gpu model", Status.FAIL,
-                 f"{', '.join(gpu.label() for gpu in wrong)} does not match the inventory's "
-                 f"{wanted!r}: fix the inventory or check the hardware")
+    return Check(
+        "gpu model",
+        Status.FAIL,
+        f"{', '.join(gpu.label() for gpu in wrong)} does not match the inventory's "
+        f"{wanted!r}: fix the inventory or check the hardware",
+    )
 
 
 def _memory_health(ctx: _Context) -> Check:
     def judge(gpu: GpuRecord) -> Check | None:
         faults = []
-        for count, what in ((gpu.ecc_uncorrected_volatile, "since boot"),
-                            (gpu.ecc_uncorrected_aggregate, "lifetime")):
+        for count, what in (
+            (gpu.ecc_uncorrected_volatile, "since boot"),
+            (gpu.ecc_uncorrected_aggregate, "lifetime"),
+        ):
             if count:
                 faults.append(f"{count} uncorrected ECC error(s) {what}")
         if gpu.retired_pages_pending:
@@ -303,48 +348,69 @@ def _memory_health(ctx: _Context) -> Check:
         if gpu.remapped_rows_failure:
             faults.append("row remapping failed")
         if faults:
-            return Check("", Status.FAIL,
-                         f"{gpu.label()}: {', '.join(faults)}: drain the host, reset the GPU "
-                         f"(or reboot) so pending retirements/remaps apply, and replace the "
-                         f"GPU if errors return")
+            return Check(
+                "",
+                Status.FAIL,
+                f"{gpu.label()}: {', '.join(faults)}: drain the host, reset the GPU "
+                f"(or reboot) so pending retirements/remaps apply, and replace the "
+                f"GPU if errors return",
+            )
         denied = [f for f, m in gpu.markers.items() if "permission" in m.lower()]
         if denied:
-            return Check("", Status.WARN,
-                         f"{gpu.label()}: not allowed to read {', '.join(sorted(denied))}: "
-                         f"gather facts as root")
+            return Check(
+                "",
+                Status.WARN,
+                f"{gpu.label()}: not allowed to read {', '.join(sorted(denied))}: "
+                f"gather facts as root",
+            )
         if gpu.ecc_enabled is None and gpu.ecc_uncorrected_volatile is None:
             return Check("", Status.NA, f"{gpu.label()}: no ECC reporting on this GPU")
         return None
 
-    return _per_gpu(ctx, "gpu memory health", judge,
-                    "no uncorrected ECC errors, no pending page retirement or row remap")
+    return _per_gpu(
+        ctx,
+        "gpu memory health",
+        judge,
+        "no uncorrected ECC errors, no pending page retirement or row remap",
+    )
 
 
 def _mig(ctx: _Context) -> Check:
     def judge(gpu: GpuRecord) -> Check | None:
-        if gpu.mig_pending is not None and gpu.mig_enabled is not None \
-                and gpu.mig_pending != gpu.mig_enabled:
-            return Check("", Status.WARN,
-                         f"{gpu.label()}: MIG mode change pending: reset the GPU to apply it")
+        if (
+            gpu.mig_pending is not None
+            and gpu.mig_enabled is not None
+            and gpu.mig_pending != gpu.mig_enabled
+        ):
+            return Check(
+                "",
+                Status.WARN,
+                f"{gpu.label()}: MIG mode change pending: reset the GPU to apply it",
+            )
         if gpu.mig_enabled and not gpu.mig_devices:
-            return Check("", Status.WARN,
-                         f"{gpu.label()}: MIG is enabled but no MIG devices exist, so CUDA "
-                         f"sees no device: create instances or disable MIG")
+            return Check(
+                "",
+                Status.WARN,
+                f"{gpu.label()}: MIG is enabled but no MIG devices exist, so CUDA "
+                f"sees no device: create instances or disable MIG",
+            )
         return None
 
     migs = sum(len(gpu.mig_devices) for gpu in ctx.facts.gpus)
-    return _per_gpu(ctx, "mig", judge,
-                    f"{migs} MIG device(s)" if migs else "MIG not in use")
+    return _per_gpu(ctx, "mig", judge, f"{migs} MIG device(s)" if migs else "MIG not in use")
 
 
 def _toolkit(facts: HostFacts) -> Check:
     name = "container toolkit"
     found = [v for v in (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) if v]
     if not found:
-        return Check(name, Status.FAIL,
-                     "NVIDIA Container Toolkit not installed: `docker run --gpus` fails with "
-                     "'could not select device driver \"\" with capabilities: [[gpu]]'; "
-                     "install it (gpuprov's container_toolkit role)")
+        return Check(
+            name,
+            Status.FAIL,
+            "NVIDIA Container Toolkit not installed: `docker run --gpus` fails with "
+            "'could not select device driver \"\" with capabilities: [[gpu]]'; "
+            "install it (gpuprov's container_toolkit role)",
+        )
     try:
         oldest = min(found, key=parse_version)
         findings = toolkit_findings(oldest)
@@ -352,9 +418,12 @@ def _toolkit(facts: HostFacts) -> Check:
         return Check(name, Status.FAIL, f"cannot read the toolkit version: {exc}")
     if findings:
         cves = ", ".join(f"{a.cve} (fixed in {a.fixed_in})" for a in findings)
-        return Check(name, Status.FAIL,
-                     f"security: toolkit {oldest} < {TOOLKIT_MIN_SAFE} allows container escape "
-                     f"to the host: {cves}; upgrade nvidia-container-toolkit")
+        return Check(
+            name,
+            Status.FAIL,
+            f"security: toolkit {oldest} < {TOOLKIT_MIN_SAFE} allows container escape "
+            f"to the host: {cves}; upgrade nvidia-container-toolkit",
+        )
     return Check(name, Status.OK, f"toolkit {oldest} >= {TOOLKIT_MIN_SAFE}")
 
 
@@ -367,14 +436,20 @@ def _docker_runtime(facts: HostFacts) -> Check:
     if "nvidia" not in facts.docker_runtimes:
         known = ", ".join(facts.docker_runtimes) or "none"
         if "nvidia" in facts.daemon_json_runtimes:
-            return Check(name, Status.FAIL,
-                         f"/etc/docker/daemon.json names the 'nvidia' runtime but the running "
-                         f"docker does not have it (runtimes: {known}): restart docker "
-                         f"(restart required)")
-        return Check(name, Status.FAIL,
-                     f"no 'nvidia' runtime in docker (runtimes: {known}): run "
-                     f"`nvidia-ctk runtime configure --runtime=docker` (it merges into "
-                     f"/etc/docker/daemon.json) and restart docker")
+            return Check(
+                name,
+                Status.FAIL,
+                f"/etc/docker/daemon.json names the 'nvidia' runtime but the running "
+                f"docker does not have it (runtimes: {known}): restart docker "
+                f"(restart required)",
+            )
+        return Check(
+            name,
+            Status.FAIL,
+            f"no 'nvidia' runtime in docker (runtimes: {known}): run "
+            f"`nvidia-ctk runtime configure --runtime=docker` (it merges into "
+            f"/etc/docker/daemon.json) and restart docker",
+        )
     default = facts.docker_default_runtime or "runc"
     cdi = f"{len(facts.cdi_specs)} CDI spec(s)" if facts.cdi_specs else "no CDI specs"
     return Check(name, Status.OK, f"'nvidia' runtime configured (default: {default}; {cdi})")
@@ -384,9 +459,12 @@ def _cgroups(facts: HostFacts) -> Check:
     if facts.cgroup_version == 2:
         return Check("cgroups", Status.OK, "cgroup v2")
     if facts.cgroup_version == 1:
-        return Check("cgroups", Status.WARN,
-                     "cgroup v1 (legacy): containers can lose GPU access after "
-                     "`systemctl daemon-reload` (NVIDIA/nvidia-container-toolkit#48)")
+        return Check(
+            "cgroups",
+            Status.WARN,
+            "cgroup v1 (legacy): containers can lose GPU access after "
+            "`systemctl daemon-reload` (NVIDIA/nvidia-container-toolkit#48)",
+        )
     return Check("cgroups", Status.WARN, "cgroup version not gathered")
 
 
@@ -394,39 +472,62 @@ def _workload(facts: HostFacts) -> Check:
     name = "cuda workload"
     run = facts.workload
     if run is None:
-        return Check(name, Status.WARN,
-                     "not run: only a real CUDA operation in a container proves the stack "
-                     "(nvidia-smi alone can pass while /dev/nvidia-uvm is missing)")
+        return Check(
+            name,
+            Status.WARN,
+            "not run: only a real CUDA operation in a container proves the stack "
+            "(nvidia-smi alone can pass while /dev/nvidia-uvm is missing)",
+        )
     if run.skipped:
         return Check(name, Status.WARN, f"not run: {run.skipped}")
     if run.error:
-        return Check(name, Status.FAIL,
-                     f"the workload container did not run: {run.error}")
-    cuda_failed = (f"; CUDA operation failed: {run.torch_error}"
-                   if run.torch_ok is False and run.torch_error else "")
+        return Check(name, Status.FAIL, f"the workload container did not run: {run.error}")
+    cuda_failed = (
+        f"; CUDA operation failed: {run.torch_error}"
+        if run.torch_ok is False and run.torch_error
+        else ""
+    )
     if run.nvidia_smi_rc != 0:
         said = f": {run.nvidia_smi_output.splitlines()[0]}" if run.nvidia_smi_output else ""
-        return Check(name, Status.FAIL,
-                     f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}"
-                     f"{said}): the toolkit/runtime does not give the container the GPU"
-                     f"{cuda_failed}")
+        return Check(
+            name,
+            Status.FAIL,
+            f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}"
+            f"{said}): the toolkit/runtime does not give the container the GPU"
+            f"{cuda_failed}",
+        )
     if run.torch_ok is None:
         return Check(name, Status.WARN, "nvidia-smi ran in the container; torch matmul not run")
     if not run.torch_ok:
         error = f" ({run.torch_error})" if run.torch_error else ""
-        return Check(name, Status.FAIL,
-                     f"nvidia-smi passed in the container but the torch CUDA matmul failed"
-                     f"{error}: likely /dev/nvidia-uvm missing or not passed to the "
-                     f"container, or the wheel lacks this GPU's architecture")
+        return Check(
+            name,
+            Status.FAIL,
+            f"nvidia-smi passed in the container but the torch CUDA matmul failed"
+            f"{error}: likely /dev/nvidia-uvm missing or not passed to the "
+            f"container, or the wheel lacks this GPU's architecture",
+        )
     return Check(name, Status.OK, "nvidia-smi and a torch CUDA matmul ran in the container")
 
 
 # --- assembly ----------------------------------------------------------------------
 
-_GPU_CHECKS = ("nvidia driver", "kernel modules", "driver packages held", "device nodes",
-               "driver vs image CUDA", "gpu count", "gpu model", "compute capability",
-               "gpu memory health", "mig", "container toolkit", "docker gpu runtime",
-               "cgroups", "cuda workload")
+_GPU_CHECKS = (
+    "nvidia driver",
+    "kernel modules",
+    "driver packages held",
+    "device nodes",
+    "driver vs image CUDA",
+    "gpu count",
+    "gpu model",
+    "compute capability",
+    "gpu memory health",
+    "mig",
+    "container toolkit",
+    "docker gpu runtime",
+    "cgroups",
+    "cuda workload",
+)
 
 
 def verify_host(facts: HostFacts, expect: HostExpectations, image: ImagePin) -> list[Check]:
@@ -445,12 +546,18 @@ def verify_host(facts: HostFacts, expect: HostExpectations, image: ImagePin) -> 
     ]
     if missing is not None:
         absent = f"the inventory requires a GPU but {missing}"
-        checks += [Check(name, Status.FAIL, absent)
-                   for name in ("gpu count", "gpu model", "compute capability",
-                                "gpu memory health", "mig")]
+        checks += [
+            Check(name, Status.FAIL, absent)
+            for name in ("gpu count", "gpu model", "compute capability", "gpu memory health", "mig")
+        ]
     else:
-        checks += [_gpu_count(ctx), _gpu_model(ctx), _compute_capability(ctx),
-                   _memory_health(ctx), _mig(ctx)]
+        checks += [
+            _gpu_count(ctx),
+            _gpu_model(ctx),
+            _compute_capability(ctx),
+            _memory_health(ctx),
+            _mig(ctx),
+        ]
     checks += [_toolkit(facts), _docker_runtime(facts), _cgroups(facts), _workload(facts)]
     return checks
 
@@ -472,5 +579,7 @@ def render_table(checks: Iterable[Check]) -> str:
     rows = [("CHECK", "STATUS", "REASON")] + [(c.name, str(c.status), c.reason) for c in checks]
     width = max(len(name) for name, _, _ in rows)
     status_width = max(len(status) for _, status, _ in rows)
-    return "\n".join(f"{name:<{width}}  {status:<{status_width}}  {reason}".rstrip()
-                     for name, status, reason in rows)
+    return "\n".join(
+        f"{name:<{width}}  {status:<{status_width}}  {reason}".rstrip()
+        for name, status, reason in rows
+    )

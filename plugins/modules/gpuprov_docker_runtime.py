@@ -76,7 +76,8 @@ def main() -> None:
     try:
         current = docker_config.load(before_text)
         merged = docker_config.merge_nvidia_runtime(
-            current, module.params["runtime_path"], module.params["set_default"])
+            current, module.params["runtime_path"], module.params["set_default"]
+        )
     except docker_config.DaemonJsonError as error:
         module.fail_json(msg=str(error))
     changed = merged != current
@@ -87,8 +88,12 @@ def main() -> None:
     }
     if changed:
         after_text = docker_config.dump(merged)
-        result["diff"] = {"before": before_text or "", "after": after_text,
-                          "before_header": path, "after_header": path}
+        result["diff"] = {
+            "before": before_text or "",
+            "after": after_text,
+            "before_header": path,
+            "after_header": path,
+        }
         if not module.check_mode:
             directory = os.path.dirname(path)
             os.makedirs(directory, exist_ok=True)

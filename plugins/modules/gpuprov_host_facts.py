@@ -67,8 +67,14 @@ def run(module: AnsibleModule, name: str, *args: str) -> dict:
         return {"rc": None, "out": f"{name}: command not found"}
     timeout = module.params["command_timeout"]
     try:
-        proc = subprocess.run([path, *args], capture_output=True, text=True, timeout=timeout,
-                              check=False, env={**os.environ, "LC_ALL": "C"})
+        proc = subprocess.run(
+            [path, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "LC_ALL": "C"},
+        )
     except subprocess.TimeoutExpired:
         return {"rc": -1, "out": f"{name} did not answer within {timeout} s"}
     except OSError as error:
@@ -112,9 +118,12 @@ def dev_nodes() -> list[str] | None:
 
 
 def cdi_specs() -> list[str]:
-    return sorted(path for directory in CDI_DIRS
-                  for path in glob.glob(os.path.join(directory, "*"))
-                  if path.endswith((".yaml", ".yml", ".json")))
+    return sorted(
+        path
+        for directory in CDI_DIRS
+        for path in glob.glob(os.path.join(directory, "*"))
+        if path.endswith((".yaml", ".yml", ".json"))
+    )
 
 
 def gather(module: AnsibleModule) -> dict:

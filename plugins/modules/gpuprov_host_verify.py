@@ -87,7 +87,6 @@ report:
 """
 
 
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -105,8 +104,10 @@ def main() -> None:
     try:
         pin = host_facts.image_pin(params["promises"], params["allow_minor_version_compat"])
     except KeyError as error:
-        module.fail_json(msg=f"gpuprov_image.promises lacks {error}: pin the image's versions "
-                             "in group_vars (see docs/verify.md)")
+        module.fail_json(
+            msg=f"gpuprov_image.promises lacks {error}: pin the image's versions "
+            "in group_vars (see docs/verify.md)"
+        )
     expect = host_facts.expectations(params["gpu"])
     facts = host_facts.host_facts(params["raw"], params["docker_info"], params["workload"])
     checks = verify_host(facts, expect, pin)

@@ -23,8 +23,12 @@ STANDINS = REPO / "tests" / "fixtures" / "apt-repo" / "standins.json"
 DEBIAN_CACHE = Path("/var/cache/gpuprov/apt-debs")
 REMOTE_REPO = "/srv/gpuprov-test-repo"
 SOURCE = f"deb [trusted=yes] file:{REMOTE_REPO} ./"
-TOOLKIT = ["nvidia-container-toolkit", "nvidia-container-toolkit-base",
-           "libnvidia-container-tools", "libnvidia-container1"]
+TOOLKIT = [
+    "nvidia-container-toolkit",
+    "nvidia-container-toolkit-base",
+    "libnvidia-container-tools",
+    "libnvidia-container1",
+]
 DRIVER = ["nvidia-driver", "nvidia-kernel-dkms"]
 USER_KEYS = {"log-opts": {"max-size": "10m"}}
 
@@ -32,17 +36,24 @@ USER_KEYS = {"log-opts": {"max-size": "10m"}}
 def build_standin(name: str, version: str, depends: list[str], out: Path) -> None:
     control = out / f"{name}_{version}.ctl"
     lines = [
-        "Section: misc", "Priority: optional", "Standards-Version: 4.6.2",
-        f"Package: {name}", f"Version: {version}",
-        "Maintainer: gpuprov tests <tests@gpuprov.invalid>", "Architecture: amd64",
+        "Section: misc",
+        "Priority: optional",
+        "Standards-Version: 4.6.2",
+        f"Package: {name}",
+        f"Version: {version}",
+        "Maintainer: gpuprov tests <tests@gpuprov.invalid>",
+        "Architecture: amd64",
     ]
     if depends:
         lines.append("Depends: " + ", ".join(d.format(version=version) for d in depends))
-    lines += [f"Description: gpuprov test stand-in for {name}",
-              " Empty package carrying NVIDIA's name and version for gpuprov's repair tests."]
+    lines += [
+        f"Description: gpuprov test stand-in for {name}",
+        " Empty package carrying NVIDIA's name and version for gpuprov's repair tests.",
+    ]
     control.write_text("\n".join(lines) + "\n")
-    subprocess.run(["equivs-build", control.name], cwd=out, check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        ["equivs-build", control.name], cwd=out, check=True, capture_output=True, timeout=120
+    )
     control.unlink()
 
 
@@ -57,21 +68,35 @@ def build_repo(directory: Path) -> Path:
     DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
     missing = [name for name in spec["from_debian"] if not list(DEBIAN_CACHE.glob(f"{name}_*.deb"))]
     if missing:
-        subprocess.run(["apt-get", "download", *missing], cwd=DEBIAN_CACHE, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "download", *missing],
+            cwd=DEBIAN_CACHE,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     for name in spec["from_debian"]:
         for deb in DEBIAN_CACHE.glob(f"{name}_*.deb"):
             shutil.copy(deb, directory)
-    packages = subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
-                              cwd=directory, check=True, capture_output=True, text=True)
+    packages = subprocess.run(
+        ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (directory / "Packages").write_text(packages.stdout)
     return directory
 
 
 def copy_to_host(testbed: TestBed, source: Path, target: str) -> None:
     tar = subprocess.Popen(["tar", "-C", str(source), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run([*testbed.ssh_argv(HOST), f"mkdir -p {target} && tar -C {target} -x"],
-                   stdin=tar.stdout, check=True, timeout=120)
+    subprocess.run(
+        [*testbed.ssh_argv(HOST), f"mkdir -p {target} && tar -C {target} -x"],
+        stdin=tar.stdout,
+        check=True,
+        timeout=120,
+    )
     tar.wait()
 
 
@@ -85,8 +110,9 @@ def docker_runtimes(testbed: TestBed) -> set[str]:
 
 
 def versions(testbed: TestBed, names: list[str]) -> dict[str, str]:
-    out = testbed.ssh(HOST, "dpkg-query -W -f '${Package} ${Version}\\n' " + " ".join(names),
-                      check=False).stdout
+    out = testbed.ssh(
+        HOST, "dpkg-query -W -f '${Package} ${Version}\\n' " + " ".join(names), check=False
+    ).stdout
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
@@ -97,27 +123,37 @@ def repair_host(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory):
     copy_to_host(testbed, repo, REMOTE_REPO)
     original_daemon = testbed.ssh(HOST, "cat /etc/docker/daemon.json").stdout
     daemon = {**json.loads(original_daemon), **USER_KEYS}
-    testbed.ssh(HOST, "mv /etc/apt/sources.list /etc/apt/sources.list.gpuprov-test && "
-                      f"dpkg -i {REMOTE_REPO}/*_1.17.4-1_amd64.deb >/dev/null && "
-                      f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
-                      "service docker restart >/dev/null && "
-                      "until docker version >/dev/null 2>&1; do sleep 0.2; done")
+    testbed.ssh(
+        HOST,
+        "mv /etc/apt/sources.list /etc/apt/sources.list.gpuprov-test && "
+        f"dpkg -i {REMOTE_REPO}/*_1.17.4-1_amd64.deb >/dev/null && "
+        f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
+        "service docker restart >/dev/null && "
+        "until docker version >/dev/null 2>&1; do sleep 0.2; done",
+    )
     try:
         yield original_daemon
     finally:
-        standins = " ".join(TOOLKIT + DRIVER + ["python3-apt", "python-apt-common",
-                                                "distro-info-data"])
-        testbed.ssh(HOST, "docker rm -f gpuprov-test-ws >/dev/null 2>&1; "
-                          f"apt-mark unhold {standins} >/dev/null 2>&1; "
-                          f"dpkg --purge {standins} >/dev/null 2>&1; "
-                          "rm -f /etc/apt/sources.list.d/gpuprov-*.list "
-                          "/etc/modprobe.d/gpuprov-blacklist-nouveau.conf; "
-                          f"rm -rf {REMOTE_REPO} /var/lib/apt/lists/*; "
-                          "mv /etc/apt/sources.list.gpuprov-test /etc/apt/sources.list",
-                    check=False)
-        testbed.ssh(HOST, f"cat > /etc/docker/daemon.json <<'EOF'\n{original_daemon}EOF\n"
-                          "service docker restart >/dev/null; "
-                          "until docker version >/dev/null 2>&1; do sleep 0.2; done")
+        standins = " ".join(
+            TOOLKIT + DRIVER + ["python3-apt", "python-apt-common", "distro-info-data"]
+        )
+        testbed.ssh(
+            HOST,
+            "docker rm -f gpuprov-test-ws >/dev/null 2>&1; "
+            f"apt-mark unhold {standins} >/dev/null 2>&1; "
+            f"dpkg --purge {standins} >/dev/null 2>&1; "
+            "rm -f /etc/apt/sources.list.d/gpuprov-*.list "
+            "/etc/modprobe.d/gpuprov-blacklist-nouveau.conf; "
+            f"rm -rf {REMOTE_REPO} /var/lib/apt/lists/*; "
+            "mv /etc/apt/sources.list.gpuprov-test /etc/apt/sources.list",
+            check=False,
+        )
+        testbed.ssh(
+            HOST,
+            f"cat > /etc/docker/daemon.json <<'EOF'\n{original_daemon}EOF\n"
+            "service docker restart >/dev/null; "
+            "until docker version >/dev/null 2>&1; do sleep 0.2; done",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +161,26 @@ def repair_inventory(testbed: TestBed, workload_image_ref: str, tmp_path_factory
     directory = tmp_path_factory.mktemp("repair-inv")
     reference, digest = workload_image_ref.split("@")
     (directory / "group_vars" / "all").mkdir(parents=True)
-    (directory / "group_vars" / "all" / "image.yml").write_text(yaml.safe_dump({"gpuprov_image": {
-        "reference": reference, "digest": digest, "source": "pull",
-        "promises": {"python": "3.11", "torch": "2.7.1", "cuda": "12.6"}}}))
+    (directory / "group_vars" / "all" / "image.yml").write_text(
+        yaml.safe_dump(
+            {
+                "gpuprov_image": {
+                    "reference": reference,
+                    "digest": digest,
+                    "source": "pull",
+                    "promises": {"python": "3.11", "torch": "2.7.1", "cuda": "12.6"},
+                }
+            }
+        )
+    )
     managed = {
         "gpuprov_gpu": {"required": True, "count": 1, "model": "H100"},
-        "nvidia_driver_manage": True, "nvidia_driver_apt_source": SOURCE,
-        "nvidia_driver_apt_key_url": "", "nvidia_driver_version": "570.124.06-1",
-        "container_toolkit_manage": True, "container_toolkit_apt_source": SOURCE,
+        "nvidia_driver_manage": True,
+        "nvidia_driver_apt_source": SOURCE,
+        "nvidia_driver_apt_key_url": "",
+        "nvidia_driver_version": "570.124.06-1",
+        "container_toolkit_manage": True,
+        "container_toolkit_apt_source": SOURCE,
         "container_toolkit_apt_key_url": "",
     }
     return testbed.write_inventory(directory / "hosts.yml", extra_host_vars={HOST: managed})
@@ -145,9 +193,22 @@ def workload_image_ref(testbed: TestBed) -> str:
 
 def prepare(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
-         "playbooks/prepare.yml", "-l", HOST, *extra],
-        cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600, check=False)
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "playbooks/prepare.yml",
+            "-l",
+            HOST,
+            *extra,
+        ],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -196,17 +257,24 @@ def test_verify_passes_what_the_repair_fixed(repaired, repair_inventory, tmp_pat
     assert recap(proc)[HOST]["failed"] == 0, proc.stdout[-3000:]
 
 
-def test_no_restart_while_workspaces_run(repaired, repair_inventory, testbed,
-                                         shell_image_ref: str) -> None:
+def test_no_restart_while_workspaces_run(
+    repaired, repair_inventory, testbed, shell_image_ref: str
+) -> None:
     """Config drift with a workspace running: daemon.json is fixed, docker is not restarted."""
-    testbed.ssh(HOST, f"docker pull -q {shell_image_ref} >/dev/null && docker run -d -i "
-                      f"--label org.gpuprov.user=alice --name gpuprov-test-ws {shell_image_ref} sh")
+    testbed.ssh(
+        HOST,
+        f"docker pull -q {shell_image_ref} >/dev/null && docker run -d -i "
+        f"--label org.gpuprov.user=alice --name gpuprov-test-ws {shell_image_ref} sh",
+    )
     daemon = host_json(testbed, "/etc/docker/daemon.json")
     del daemon["runtimes"]
-    testbed.ssh(HOST, f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
-                      "service docker restart >/dev/null && "
-                      "until docker version >/dev/null 2>&1; do sleep 0.2; done && "
-                      "docker start gpuprov-test-ws >/dev/null")
+    testbed.ssh(
+        HOST,
+        f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
+        "service docker restart >/dev/null && "
+        "until docker version >/dev/null 2>&1; do sleep 0.2; done && "
+        "docker start gpuprov-test-ws >/dev/null",
+    )
     proc = prepare(repair_inventory)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert recap(proc)[HOST]["changed"] == 1

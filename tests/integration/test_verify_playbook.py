@@ -20,22 +20,37 @@ from testbed import TestBed
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 CHECK_ORDER = [
-    "nvidia driver", "kernel modules", "driver packages held", "device nodes",
-    "driver vs image CUDA", "gpu count", "gpu model", "compute capability",
-    "gpu memory health", "mig", "container toolkit", "docker gpu runtime", "cgroups",
+    "nvidia driver",
+    "kernel modules",
+    "driver packages held",
+    "device nodes",
+    "driver vs image CUDA",
+    "gpu count",
+    "gpu model",
+    "compute capability",
+    "gpu memory health",
+    "mig",
+    "container toolkit",
+    "docker gpu runtime",
+    "cgroups",
     "cuda workload",
 ]
 PROMISES = {
-    "python": "3.11", "torch": "2.7.1", "torchvision": "0.22.1", "torchaudio": "2.7.1",
-    "cuda": "12.6", "cudnn": "9.5.1",
+    "python": "3.11",
+    "torch": "2.7.1",
+    "torchvision": "0.22.1",
+    "torchaudio": "2.7.1",
+    "cuda": "12.6",
+    "cudnn": "9.5.1",
 }
 GPU_VARS = {
     "h100": {"gpuprov_gpu": {"required": True, "count": 1, "model": "H100"}},
     "oldgpu": {"gpuprov_gpu": {"required": True, "count": 1, "model": "L40S"}},
     "notoolkit": {"gpuprov_gpu": {"required": True, "count": 1, "model": "H100"}},
 }
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
-                   re.MULTILINE)
+RECAP = re.compile(
+    r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE
+)
 
 
 def ansible_env() -> dict[str, str]:
@@ -48,19 +63,38 @@ def ansible_env() -> dict[str, str]:
     }
 
 
-def run_playbook(inventory: Path, reports: Path, *extra: str,
-                 playbook: str = "playbooks/verify.yml") -> subprocess.CompletedProcess:
+def run_playbook(
+    inventory: Path, reports: Path, *extra: str, playbook: str = "playbooks/verify.yml"
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook,
-         "-e", f"host_verify_report_dir={reports}", *extra],
-        cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600, check=False,
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            playbook,
+            "-e",
+            f"host_verify_report_dir={reports}",
+            *extra,
+        ],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
 def recap(proc: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
-    return {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                         "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-            for m in RECAP.finditer(proc.stdout)}
+    return {
+        m.group(1): {
+            "ok": int(m.group(2)),
+            "changed": int(m.group(3)),
+            "unreachable": int(m.group(4)),
+            "failed": int(m.group(5)),
+        }
+        for m in RECAP.finditer(proc.stdout)
+    }
 
 
 def checks(report: dict) -> dict[str, dict]:
@@ -72,10 +106,19 @@ def write_verify_inventory(testbed: TestBed, directory: Path, image_ref: str) ->
     reference, digest = image_ref.split("@")
     group_vars = directory / "group_vars" / "all"
     group_vars.mkdir(parents=True, exist_ok=True)
-    (group_vars / "image.yml").write_text(yaml.safe_dump({"gpuprov_image": {
-        "reference": reference, "digest": digest, "source": "pull", "flavour": "cuda",
-        "promises": PROMISES,
-    }}))
+    (group_vars / "image.yml").write_text(
+        yaml.safe_dump(
+            {
+                "gpuprov_image": {
+                    "reference": reference,
+                    "digest": digest,
+                    "source": "pull",
+                    "flavour": "cuda",
+                    "promises": PROMISES,
+                }
+            }
+        )
+    )
     return testbed.write_inventory(directory / "hosts.yml", extra_host_vars=GPU_VARS)
 
 
@@ -86,8 +129,9 @@ def workload_image(testbed: TestBed) -> str:
 
 
 @pytest.fixture(scope="module")
-def verify_inventory(testbed: TestBed, workload_image: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+def verify_inventory(
+    testbed: TestBed, workload_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     return write_verify_inventory(testbed, tmp_path_factory.mktemp("verify-inv"), workload_image)
 
 
@@ -122,13 +166,22 @@ def test_h100_passes_the_driver_gpu_and_toolkit_gates(first_run) -> None:
     _, reports = first_run
     report = report_of(reports, "h100")
     found = checks(report)
-    for name in ("nvidia driver", "driver vs image CUDA", "gpu count", "gpu model",
-                 "compute capability", "gpu memory health", "mig", "container toolkit",
-                 "device nodes"):
+    for name in (
+        "nvidia driver",
+        "driver vs image CUDA",
+        "gpu count",
+        "gpu model",
+        "compute capability",
+        "gpu memory health",
+        "mig",
+        "container toolkit",
+        "device nodes",
+    ):
         assert found[name]["status"] == "ok", (name, found[name])
     assert found["nvidia driver"]["reason"] == "driver 590.48.01, supports CUDA 13.1"
     assert found["driver vs image CUDA"]["reason"] == (
-        "driver 590.48.01 >= 560.28.03 needed by CUDA 12.6 in the team image")
+        "driver 590.48.01 >= 560.28.03 needed by CUDA 12.6 in the team image"
+    )
     assert found["container toolkit"]["reason"] == "toolkit 1.17.8 >= 1.17.8"
     assert report["facts"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
 
@@ -150,7 +203,8 @@ def test_workload_without_a_real_gpu_reports_the_honest_failure(first_run, testb
         "nvidia-smi failed in the container (exit status 127: nvidia-smi: not found in the "
         "container (the runtime did not inject it)): the toolkit/runtime does not give the "
         "container the GPU; CUDA operation failed: import torch failed: "
-        "ModuleNotFoundError: No module named 'torch'")
+        "ModuleNotFoundError: No module named 'torch'"
+    )
     hook_log = testbed.ssh("h100", "cat /var/log/gpuprov-fake/hook.log").stdout
     requests = [json.loads(line) for line in hook_log.splitlines() if line.strip()]
     assert any(r["NVIDIA_VISIBLE_DEVICES"] == "all" for r in requests), hook_log
@@ -165,7 +219,8 @@ def test_old_driver_fails_naming_both_versions(first_run) -> None:
     assert gate["status"] == "fail"
     assert gate["reason"].startswith(
         "driver 535.104.05 < 560.28.03 needed by CUDA 12.6 in the team image; it runs only "
-        "through minor-version compatibility")
+        "through minor-version compatibility"
+    )
     assert "upgrade the driver or pin an image built for cu121" in gate["reason"]
     assert found["nvidia driver"]["status"] == "ok"
     assert "oldgpu: " in proc.stdout and "535.104.05 < 560.28.03" in proc.stdout
@@ -175,17 +230,18 @@ def test_host_without_toolkit_reports_it(first_run) -> None:
     _, reports = first_run
     found = checks(report_of(reports, "notoolkit"))
     assert found["container toolkit"]["status"] == "fail"
-    assert found["container toolkit"]["reason"].startswith(
-        "NVIDIA Container Toolkit not installed")
+    assert found["container toolkit"]["reason"].startswith("NVIDIA Container Toolkit not installed")
     workload = found["cuda workload"]
     assert workload["status"] == "fail"
     assert workload["reason"] == (
         'the workload container did not run: could not select device driver "nvidia" with '
-        'capabilities: [[gpu]]')
+        "capabilities: [[gpu]]"
+    )
 
 
-def test_check_mode_rerun_changes_nothing_and_agrees(first_run, verify_inventory,
-                                                     tmp_path_factory) -> None:
+def test_check_mode_rerun_changes_nothing_and_agrees(
+    first_run, verify_inventory, tmp_path_factory
+) -> None:
     _, reports = first_run
     before = {h: (reports / f"{h}.json").read_text() for h in ("h100", "oldgpu", "notoolkit")}
     proc = run_playbook(verify_inventory, reports, "--check", "--diff")
@@ -209,9 +265,12 @@ def test_second_run_reports_zero_changed(first_run, verify_inventory) -> None:
 def faulty_hosts(testbed: TestBed):
     """h100 with a toolkit that has a known escape; oldgpu with uncorrected ECC errors."""
     testbed.reconfigure_host("h100", toolkit_version="1.17.4")
-    testbed.ssh("oldgpu", "echo '{\"query_gpu\": {\"ecc.errors.uncorrected.volatile.total\": "
-                          "\"2\", \"remapped_rows.pending\": \"Yes\"}}' "
-                          "> /etc/gpuprov-fake/faults.json")
+    testbed.ssh(
+        "oldgpu",
+        'echo \'{"query_gpu": {"ecc.errors.uncorrected.volatile.total": '
+        '"2", "remapped_rows.pending": "Yes"}}\' '
+        "> /etc/gpuprov-fake/faults.json",
+    )
     try:
         yield
     finally:
@@ -220,21 +279,24 @@ def faulty_hosts(testbed: TestBed):
 
 
 def test_old_toolkit_and_ecc_errors_fail(faulty_hosts, verify_inventory, tmp_path) -> None:
-    proc = run_playbook(verify_inventory, tmp_path, "-l", "h100,oldgpu",
-                        "-e", "host_verify_workload=false")
+    proc = run_playbook(
+        verify_inventory, tmp_path, "-l", "h100,oldgpu", "-e", "host_verify_workload=false"
+    )
     assert recap(proc)["h100"]["failed"] == 1
     toolkit = checks(report_of(tmp_path, "h100"))["container toolkit"]
     assert toolkit == {
-        "name": "container toolkit", "status": "fail",
+        "name": "container toolkit",
+        "status": "fail",
         "reason": "security: toolkit 1.17.4 < 1.17.8 allows container escape to the host: "
-                  "CVE-2025-23266 (fixed in 1.17.8); upgrade nvidia-container-toolkit",
+        "CVE-2025-23266 (fixed in 1.17.8); upgrade nvidia-container-toolkit",
     }
     assert "security: toolkit 1.17.4 < 1.17.8" in proc.stdout
     memory = checks(report_of(tmp_path, "oldgpu"))["gpu memory health"]
     assert memory["status"] == "fail"
     assert memory["reason"].startswith(
         "GPU 0 (NVIDIA L40S): 2 uncorrected ECC error(s) since boot, row remapping pending: "
-        "drain the host")
+        "drain the host"
+    )
     workload = checks(report_of(tmp_path, "h100"))["cuda workload"]
     assert workload["status"] == "warn"
     assert workload["reason"] == "not run: disabled by host_verify_workload: false"

@@ -76,10 +76,10 @@ def test_driver_table_minimums_rise_with_cuda():
 @pytest.mark.parametrize(
     ("cuda", "driver"),
     [
-        ("12.4", "550.54.14"),     # X.Y means the GA release
+        ("12.4", "550.54.14"),  # X.Y means the GA release
         ("12.4.0", "550.54.14"),
         ("12.4.1", "550.54.15"),
-        ("12.6.2", "560.28.03"),   # update not listed: newest listed one below it
+        ("12.6.2", "560.28.03"),  # update not listed: newest listed one below it
         ("12.6.3", "560.35.05"),
         ("13.0.2", "580.95.05"),
     ],
@@ -153,8 +153,14 @@ def test_newer_cuda_than_the_table_is_answered_by_the_drivers_cuda_version():
 
 @pytest.mark.parametrize(
     ("driver", "build"),
-    [("535.104.05", "cu121"), ("550.54.14", "cu124"), ("560.28.03", "cu126"),
-     ("570.26", "cu128"), ("580.65.06", "cu130"), ("520.61.04", None)],
+    [
+        ("535.104.05", "cu121"),
+        ("550.54.14", "cu124"),
+        ("560.28.03", "cu126"),
+        ("570.26", "cu128"),
+        ("580.65.06", "cu130"),
+        ("520.61.04", None),
+    ],
 )
 def test_newest_build_for_driver(driver, build):
     assert newest_build_for_driver(driver) == build
@@ -171,22 +177,22 @@ def test_every_build_has_an_arch_list_with_a_source():
 @pytest.mark.parametrize(
     ("build", "cc", "torch", "status"),
     [
-        ("cu126", "9.0", "2.7.1", ArchSupport.NATIVE),      # H100, H200
-        ("cu126", "8.9", "2.7.1", ArchSupport.NATIVE),      # L40S / RTX 4080 run sm_86 SASS
-        ("cu126", "6.1", "2.7.1", ArchSupport.NATIVE),      # GTX 1080 runs sm_60 SASS
+        ("cu126", "9.0", "2.7.1", ArchSupport.NATIVE),  # H100, H200
+        ("cu126", "8.9", "2.7.1", ArchSupport.NATIVE),  # L40S / RTX 4080 run sm_86 SASS
+        ("cu126", "6.1", "2.7.1", ArchSupport.NATIVE),  # GTX 1080 runs sm_60 SASS
         ("cu126", "12.0", "2.7.1", ArchSupport.UNSUPPORTED),  # Blackwell needs cu128+
         ("cu126", "10.0", "2.7.1", ArchSupport.UNSUPPORTED),
         ("cu124", "5.2", "2.5.1", ArchSupport.NATIVE),
-        ("cu118", "3.7", "2.4.0", ArchSupport.NATIVE),      # K80
+        ("cu118", "3.7", "2.4.0", ArchSupport.NATIVE),  # K80
         ("cu121", "3.7", "2.4.0", ArchSupport.UNSUPPORTED),
         ("cu128", "12.0", "2.7.1", ArchSupport.NATIVE),
         ("cu128", "10.0", "2.8.0", ArchSupport.NATIVE),
         ("cu128", "7.0", "2.7.1", ArchSupport.UNSUPPORTED),  # 2.7 cu128 left Volta out
-        ("cu128", "7.0", "2.8.0", ArchSupport.NATIVE),       # 2.8 put it back
+        ("cu128", "7.0", "2.8.0", ArchSupport.NATIVE),  # 2.8 put it back
         ("cu128", "7.0", "2.11.0", ArchSupport.UNSUPPORTED),  # 2.11 dropped it again
         ("cu128", "6.1", "2.8.0", ArchSupport.UNSUPPORTED),  # no Pascal in cu128
         ("cu129", "12.1", "2.8.0", ArchSupport.NATIVE),
-        ("cu129", "13.0", "2.8.0", ArchSupport.PTX_JIT),     # newer than 12.0+PTX
+        ("cu129", "13.0", "2.8.0", ArchSupport.PTX_JIT),  # newer than 12.0+PTX
         ("cu130", "7.0", "2.9.0", ArchSupport.UNSUPPORTED),  # CUDA 13 drops Volta
         ("cu130", "7.5", "2.9.0", ArchSupport.NATIVE),
         ("cu130", "11.0", "2.9.0", ArchSupport.UNSUPPORTED),  # no sm_110 on x86_64, no PTX < it

@@ -8,8 +8,11 @@ from gpuprov.core import docker_config as dc
 
 
 def test_merge_keeps_user_keys_and_is_stable() -> None:
-    current = {"insecure-registries": ["10.0.0.0/24"], "log-opts": {"max-size": "10m"},
-               "runtimes": {"custom": {"path": "/usr/bin/custom"}}}
+    current = {
+        "insecure-registries": ["10.0.0.0/24"],
+        "log-opts": {"max-size": "10m"},
+        "runtimes": {"custom": {"path": "/usr/bin/custom"}},
+    }
     merged = dc.merge_nvidia_runtime(current, "nvidia-container-runtime")
     assert merged["insecure-registries"] == ["10.0.0.0/24"]
     assert merged["log-opts"] == {"max-size": "10m"}
@@ -23,8 +26,11 @@ def test_merge_keeps_user_keys_and_is_stable() -> None:
 def test_merge_keeps_runtime_args_and_sets_default_on_request() -> None:
     current = {"runtimes": {"nvidia": {"path": "old", "runtimeArgs": ["--debug"]}}}
     merged = dc.merge_nvidia_runtime(current, "nvidia-container-runtime", set_default=True)
-    assert merged["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime",
-                                            "runtimeArgs": ["--debug"], "args": []}
+    assert merged["runtimes"]["nvidia"] == {
+        "path": "nvidia-container-runtime",
+        "runtimeArgs": ["--debug"],
+        "args": [],
+    }
     assert merged["default-runtime"] == "nvidia"
 
 

@@ -25,12 +25,15 @@ def ok(out: str) -> dict:
 def sections(path: Path) -> list[tuple[str, str]]:
     """(command, body) for each `# $ nvidia-smi ...` section of a capture (first = idle)."""
     lines = path.read_text().splitlines()
-    starts = [i for i in range(len(lines) - 3)
-              if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR]
+    starts = [
+        i
+        for i in range(len(lines) - 3)
+        if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR
+    ]
     found = []
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        found.append((lines[start + 2][4:].strip(), "\n".join(lines[start + 4:end])))
+        found.append((lines[start + 2][4:].strip(), "\n".join(lines[start + 4 : end])))
     return found
 
 
@@ -50,10 +53,13 @@ def raw_host(path=H100, **overrides) -> dict:
         "nvidia_smi_list": ok(section(path, "nvidia-smi -L")[0]),
         "nvidia_ctk_version": ok("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc"),
         "nvidia_container_cli_version": ok("cli-version: 1.17.8\nlib-version: 1.17.8\n"),
-        "dpkg_driver_packages": {"rc": 1, "out": "nvidia-driver-570 hi \nnvidia-utils-570 ii \n"
-                                                 "nvidia-container-toolkit ii \nnvidia-old rc \n"
-                                                 "dpkg-query: no packages found matching "
-                                                 "cuda-drivers*\n"},
+        "dpkg_driver_packages": {
+            "rc": 1,
+            "out": "nvidia-driver-570 hi \nnvidia-utils-570 ii \n"
+            "nvidia-container-toolkit ii \nnvidia-old rc \n"
+            "dpkg-query: no packages found matching "
+            "cuda-drivers*\n",
+        },
         "apt_showhold": ok("nvidia-driver-570\nnvidia-utils-570\n"),
         "proc_modules": "nvidia_uvm 1 0 - Live 0x0\nnvidia 2 1 nvidia_uvm, Live 0x0\n",
         "modprobe_d": {"/etc/modprobe.d/nouveau.conf": "# keep the GPU\nblacklist nouveau\n"},
@@ -62,8 +68,9 @@ def raw_host(path=H100, **overrides) -> dict:
         "kernel_headers": True,
         "dev_nodes": ["nvidia-uvm", "nvidia-uvm-tools", "nvidia0", "nvidiactl"],
         "mounts": "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n",
-        "daemon_json": json.dumps({"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
-                                   "log-driver": "local"}),
+        "daemon_json": json.dumps(
+            {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}, "log-driver": "local"}
+        ),
         "cdi_specs": ["/etc/cdi/nvidia.yaml"],
     }
     raw.update(overrides)
@@ -91,9 +98,18 @@ def test_a_healthy_host_reads_back_completely() -> None:
 
 
 def test_missing_commands_are_data_not_errors() -> None:
-    raw = {key: MISSING for key in ("nvidia_smi_query", "nvidia_smi_version", "nvidia_smi_list",
-                                    "nvidia_ctk_version", "nvidia_container_cli_version",
-                                    "dpkg_driver_packages", "apt_showhold")}
+    raw = {
+        key: MISSING
+        for key in (
+            "nvidia_smi_query",
+            "nvidia_smi_version",
+            "nvidia_smi_list",
+            "nvidia_ctk_version",
+            "nvidia_container_cli_version",
+            "dpkg_driver_packages",
+            "apt_showhold",
+        )
+    }
     facts = hf.host_facts(raw)
     assert facts.driver.state is DriverState.NOT_INSTALLED
     assert facts.gpus == () and facts.driver_version is None
@@ -106,19 +122,40 @@ def test_missing_commands_are_data_not_errors() -> None:
 
 
 def test_driver_not_loaded_and_version_mismatch_are_classified() -> None:
-    failed = hf.host_facts(raw_host(nvidia_smi_query={"rc": 9, "out": (
-        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")}))
+    failed = hf.host_facts(
+        raw_host(
+            nvidia_smi_query={
+                "rc": 9,
+                "out": (
+                    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+                ),
+            }
+        )
+    )
     assert failed.driver.state is DriverState.NOT_LOADED and failed.gpus == ()
-    mismatch = hf.host_facts(raw_host(nvidia_smi_query={"rc": 18, "out": (
-        "Failed to initialize NVML: Driver/library version mismatch\n"
-        "NVML library version: 570.1")}))
+    mismatch = hf.host_facts(
+        raw_host(
+            nvidia_smi_query={
+                "rc": 18,
+                "out": (
+                    "Failed to initialize NVML: Driver/library version mismatch\n"
+                    "NVML library version: 570.1"
+                ),
+            }
+        )
+    )
     assert mismatch.driver.state is DriverState.VERSION_MISMATCH
 
 
 def test_na_fields_stay_data() -> None:
-    facts = hf.host_facts(raw_host(nvidia_smi_query=ok(
-        "0, NVIDIA H100, GPU-1, 00000000:01:00.0, 590.48.01, 81559, 9.0, [N/A], [N/A], "
-        "Enabled, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A], [N/A], [N/A]")))
+    facts = hf.host_facts(
+        raw_host(
+            nvidia_smi_query=ok(
+                "0, NVIDIA H100, GPU-1, 00000000:01:00.0, 590.48.01, 81559, 9.0, [N/A], [N/A], "
+                "Enabled, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A], [N/A], [N/A]"
+            )
+        )
+    )
     assert facts.driver.ok
     assert facts.gpus[0].ecc_enabled is None
     assert facts.gpus[0].markers["ecc_uncorrected_volatile"] == "[Not Supported]"
@@ -127,42 +164,55 @@ def test_na_fields_stay_data() -> None:
 def test_mig_devices_come_from_the_list() -> None:
     facts = hf.host_facts(raw_host(MIG))
     assert facts.gpus[0].mig_enabled is True
-    assert [d.profile for d in facts.gpus[0].mig_devices] == ["3g.40gb", "2g.20gb", "1g.10gb",
-                                                               "1g.10gb"]
+    assert [d.profile for d in facts.gpus[0].mig_devices] == [
+        "3g.40gb",
+        "2g.20gb",
+        "1g.10gb",
+        "1g.10gb",
+    ]
 
 
 def test_old_driver_without_version_flag_needs_the_plain_header() -> None:
     raw = raw_host(nvidia_smi_version={"rc": 2, "out": "Invalid combination of input arguments."})
     assert hf.needs_plain_header(raw)
-    raw["nvidia_smi_plain"] = ok("| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   "
-                                 "CUDA Version: 12.2     |")
+    raw["nvidia_smi_plain"] = ok(
+        "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2     |"
+    )
     facts = hf.host_facts(raw)
     assert (facts.driver_version, facts.cuda_version) == ("535.104.05", "12.2")
     assert not hf.needs_plain_header(raw_host())
 
 
-@pytest.mark.parametrize(("files", "expected"), [
-    ({}, False),
-    ({"a.conf": "blacklist nouveau\n"}, True),
-    ({"a.conf": "# blacklist nouveau\n"}, False),
-    ({"a.conf": "install nouveau /bin/false\n"}, True),
-    ({"a.conf": "blacklist nouveaux\n"}, False),
-])
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, False),
+        ({"a.conf": "blacklist nouveau\n"}, True),
+        ({"a.conf": "# blacklist nouveau\n"}, False),
+        ({"a.conf": "install nouveau /bin/false\n"}, True),
+        ({"a.conf": "blacklist nouveaux\n"}, False),
+    ],
+)
 def test_nouveau_blacklist(files, expected) -> None:
     assert hf.nouveau_blacklisted(files) is expected
 
 
-@pytest.mark.parametrize(("hexdata", "expected"), [
-    ("0600000001", True), ("0600000000", False), (None, None), ("06", None), ("zz", None)])
+@pytest.mark.parametrize(
+    ("hexdata", "expected"),
+    [("0600000001", True), ("0600000000", False), (None, None), ("06", None), ("zz", None)],
+)
 def test_secure_boot_variable(hexdata, expected) -> None:
     assert hf.secure_boot(hexdata) is expected
 
 
-@pytest.mark.parametrize(("mounts", "expected"), [
-    ("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0", 2),
-    ("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\ntmpfs /sys/fs/cgroup tmpfs ro 0 0", 1),
-    ("proc /proc proc rw 0 0", None),
-])
+@pytest.mark.parametrize(
+    ("mounts", "expected"),
+    [
+        ("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0", 2),
+        ("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\ntmpfs /sys/fs/cgroup tmpfs ro 0 0", 1),
+        ("proc /proc proc rw 0 0", None),
+    ],
+)
 def test_cgroup_version(mounts, expected) -> None:
     assert hf.cgroup_version(mounts) == expected
 
@@ -170,11 +220,18 @@ def test_cgroup_version(mounts, expected) -> None:
 def test_unheld_and_missing_driver_packages() -> None:
     unheld = hf.host_facts(raw_host(apt_showhold=ok("nvidia-driver-570\n")))
     assert unheld.driver_packages_held is False
-    run_installer = hf.host_facts(raw_host(dpkg_driver_packages={
-        "rc": 1, "out": "dpkg-query: no packages found matching nvidia-*\n"}))
+    run_installer = hf.host_facts(
+        raw_host(
+            dpkg_driver_packages={
+                "rc": 1,
+                "out": "dpkg-query: no packages found matching nvidia-*\n",
+            }
+        )
+    )
     assert run_installer.driver_packages_installed == ()
-    check = verify_host(run_installer, HostExpectations(), hf.image_pin({"torch": "2.7.1",
-                                                                          "cuda": "12.6"}))
+    check = verify_host(
+        run_installer, HostExpectations(), hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+    )
     held = next(c for c in check if c.name == "driver packages held")
     assert held.status is Status.WARN and "no NVIDIA driver package installed by apt" in held.reason
 
@@ -188,21 +245,32 @@ def test_daemon_json_errors_are_reported() -> None:
 
 def test_configured_but_not_restarted_runtime_says_restart() -> None:
     facts = hf.host_facts(raw_host(), {"Runtimes": {"runc": {}}, "DefaultRuntime": "runc"})
-    checks = {c.name: c for c in verify_host(facts, HostExpectations(), hf.image_pin(
-        {"torch": "2.7.1", "cuda": "12.6"}))}
+    checks = {
+        c.name: c
+        for c in verify_host(
+            facts, HostExpectations(), hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+        )
+    }
     assert checks["docker gpu runtime"].status is Status.FAIL
     assert "restart required" in checks["docker gpu runtime"].reason
 
 
 def test_workload_probe_results() -> None:
-    line = json.dumps({"gpuprov_workload": 1, "nvidia_smi_rc": 0, "nvidia_smi": "GPU 0: H100",
-                       "torch_ok": True})
+    line = json.dumps(
+        {"gpuprov_workload": 1, "nvidia_smi_rc": 0, "nvidia_smi": "GPU 0: H100", "torch_ok": True}
+    )
     run = hf.workload({"started": True, "output": f"noise\n{line}\n"})
     assert run.nvidia_smi_rc == 0 and run.torch_ok is True and not run.error
-    failed = hf.workload({"started": False, "error": (
-        'Error starting container abc: 500 Server Error for http+docker://localhost/v1.41/'
-        'containers/abc/start: Internal Server Error ("could not select device driver "nvidia" '
-        'with capabilities: [[gpu]]")')})
+    failed = hf.workload(
+        {
+            "started": False,
+            "error": (
+                "Error starting container abc: 500 Server Error for http+docker://localhost/v1.41/"
+                "containers/abc/start: Internal Server Error "
+                '("could not select device driver "nvidia" with capabilities: [[gpu]]")'
+            ),
+        }
+    )
     assert failed.error == 'could not select device driver "nvidia" with capabilities: [[gpu]]'
     silent = hf.workload({"started": True, "output": "Segmentation fault"})
     assert silent.error == "the probe printed no result: Segmentation fault"
@@ -212,8 +280,15 @@ def test_workload_probe_results() -> None:
 
 def test_workload_gate_states_the_cuda_failure() -> None:
     pin = hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
-    line = json.dumps({"gpuprov_workload": 1, "nvidia_smi_rc": 0, "nvidia_smi": "GPU 0",
-                       "torch_ok": False, "torch_error": "RuntimeError: no CUDA GPUs"})
+    line = json.dumps(
+        {
+            "gpuprov_workload": 1,
+            "nvidia_smi_rc": 0,
+            "nvidia_smi": "GPU 0",
+            "torch_ok": False,
+            "torch_error": "RuntimeError: no CUDA GPUs",
+        }
+    )
     facts = hf.host_facts(raw_host(), DOCKER, {"started": True, "output": line})
     workload = verify_host(facts, HostExpectations(), pin)[-1]
     assert workload.status is Status.FAIL
@@ -222,12 +297,15 @@ def test_workload_gate_states_the_cuda_failure() -> None:
     assert verify_host(skipped, HostExpectations(), pin)[-1].reason == "not run: disabled"
 
 
-@pytest.mark.parametrize(("promises", "cuda", "build", "torch"), [
-    ({"torch": "2.7.1", "cuda": "12.6"}, "12.6", "cu126", "2.7.1"),
-    ({"torch": "2.7.1+cu128", "cuda": "12.8"}, "12.8", "cu128", "2.7.1"),
-    ({"torch": "2.13.0+cpu", "cuda": "none"}, None, None, "2.13.0"),
-    ({"torch": "2.7.1", "cuda": "none"}, None, None, "2.7.1"),
-])
+@pytest.mark.parametrize(
+    ("promises", "cuda", "build", "torch"),
+    [
+        ({"torch": "2.7.1", "cuda": "12.6"}, "12.6", "cu126", "2.7.1"),
+        ({"torch": "2.7.1+cu128", "cuda": "12.8"}, "12.8", "cu128", "2.7.1"),
+        ({"torch": "2.13.0+cpu", "cuda": "none"}, None, None, "2.13.0"),
+        ({"torch": "2.7.1", "cuda": "none"}, None, None, "2.7.1"),
+    ],
+)
 def test_image_pin_from_promises(promises, cuda, build, torch) -> None:
     pin = hf.image_pin(promises)
     assert (pin.cuda, pin.cuda_build, pin.torch) == (cuda, build, torch)
@@ -235,8 +313,12 @@ def test_image_pin_from_promises(promises, cuda, build, torch) -> None:
 
 def test_cpu_image_on_a_gpu_host_skips_the_cuda_gates() -> None:
     facts = hf.host_facts(raw_host(), DOCKER)
-    checks = {c.name: c for c in verify_host(facts, HostExpectations(), hf.image_pin(
-        {"torch": "2.13.0+cpu", "cuda": "none"}))}
+    checks = {
+        c.name: c
+        for c in verify_host(
+            facts, HostExpectations(), hf.image_pin({"torch": "2.13.0+cpu", "cuda": "none"})
+        )
+    }
     assert checks["driver vs image CUDA"].status is Status.NA
     assert checks["compute capability"].status is Status.NA
 

@@ -28,13 +28,16 @@ BAR = "#" * 80
 def sections(path: Path) -> list[tuple[str, str]]:
     """(command, body) for each `# $ nvidia-smi ...` section of a capture."""
     lines = path.read_text().splitlines()
-    starts = [i for i in range(len(lines) - 3)
-              if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR]
+    starts = [
+        i
+        for i in range(len(lines) - 3)
+        if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR
+    ]
     found = []
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        command = lines[start + 2][len("# $ "):].strip()
-        found.append((command, "\n".join(lines[start + 4:end])))
+        command = lines[start + 2][len("# $ ") :].strip()
+        found.append((command, "\n".join(lines[start + 4 : end])))
     return found
 
 
@@ -48,18 +51,47 @@ def query_gpu_sections(path: Path) -> list[str]:
 
 # file stem -> (name, driver, memory MiB, compute capability, ecc, mig)
 EXPECTED = {
-    "linux-x86_64__nvidia-geforce-rtx-2080-super__595.71.05":
-        ("NVIDIA GeForce RTX 2080 SUPER", "595.71.05", 8192, "7.5", None, None),
-    "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05":
-        ("NVIDIA GeForce RTX 4080 SUPER", "595.71.05", 16376, "8.9", None, None),
-    "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01":
-        ("NVIDIA H100 80GB HBM3", "590.48.01", 81559, "9.0", True, False),
-    "linux-x86_64__nvidia-h100-mig__590.48.01":
-        ("NVIDIA H100 80GB HBM3", "590.48.01", 81559, "9.0", True, True),
-    "linux-x86_64__nvidia-h200__590.48.01":
-        ("NVIDIA H200", "590.48.01", 143771, "9.0", True, False),
-    "linux-x86_64__nvidia-l40s__595.80":
-        ("NVIDIA L40S", "595.80", 46068, "8.9", True, None),
+    "linux-x86_64__nvidia-geforce-rtx-2080-super__595.71.05": (
+        "NVIDIA GeForce RTX 2080 SUPER",
+        "595.71.05",
+        8192,
+        "7.5",
+        None,
+        None,
+    ),
+    "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05": (
+        "NVIDIA GeForce RTX 4080 SUPER",
+        "595.71.05",
+        16376,
+        "8.9",
+        None,
+        None,
+    ),
+    "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01": (
+        "NVIDIA H100 80GB HBM3",
+        "590.48.01",
+        81559,
+        "9.0",
+        True,
+        False,
+    ),
+    "linux-x86_64__nvidia-h100-mig__590.48.01": (
+        "NVIDIA H100 80GB HBM3",
+        "590.48.01",
+        81559,
+        "9.0",
+        True,
+        True,
+    ),
+    "linux-x86_64__nvidia-h200__590.48.01": (
+        "NVIDIA H200",
+        "590.48.01",
+        143771,
+        "9.0",
+        True,
+        False,
+    ),
+    "linux-x86_64__nvidia-l40s__595.80": ("NVIDIA L40S", "595.80", 46068, "8.9", True, None),
 }
 
 
@@ -250,11 +282,16 @@ def test_query_gpu_noheader_nounits_with_markers():
 
 
 def test_query_gpu_with_header_and_units_maps_columns_by_name():
-    text = ("name, memory.total [MiB], index, compute_cap\n"
-            "NVIDIA H100 80GB HBM3, 81559 MiB, 3, 9.0\n")
+    text = (
+        "name, memory.total [MiB], index, compute_cap\nNVIDIA H100 80GB HBM3, 81559 MiB, 3, 9.0\n"
+    )
     (gpu,) = parse_query_gpu(text)
     assert (gpu.name, gpu.memory_total_mib, gpu.index, gpu.compute_capability) == (
-        "NVIDIA H100 80GB HBM3", 81559, 3, "9.0")
+        "NVIDIA H100 80GB HBM3",
+        81559,
+        3,
+        "9.0",
+    )
 
 
 def test_query_gpu_rejects_an_error_message_instead_of_csv():
@@ -278,8 +315,10 @@ def test_list_rejects_unknown_lines():
 
 
 def test_old_driver_mig_listing():
-    text = ("GPU 0: A100-SXM4-40GB (UUID: GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f)\n"
-            "  MIG 1g.5gb Device 0: (UUID: MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0)\n")
+    text = (
+        "GPU 0: A100-SXM4-40GB (UUID: GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f)\n"
+        "  MIG 1g.5gb Device 0: (UUID: MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0)\n"
+    )
     (gpu,) = parse_list(text)
     assert gpu.mig_devices[0].uuid == "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0"
     assert gpu.mig_devices[0].profile == "1g.5gb"
@@ -295,20 +334,42 @@ def test_driver_info_without_a_driver_raises():
     [
         (127, "bash: nvidia-smi: command not found", DriverState.NOT_INSTALLED, "install"),
         (None, "", DriverState.NOT_INSTALLED, "install the driver"),
-        (12, "NVIDIA-SMI couldn't find libnvidia-ml.so library in your system. Please make "
-             "sure that the NVIDIA Display Driver is properly installed and present in your "
-             "system.", DriverState.NOT_INSTALLED, "reinstall"),
-        (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+        (
+            12,
+            "NVIDIA-SMI couldn't find libnvidia-ml.so library in your system. Please make "
+            "sure that the NVIDIA Display Driver is properly installed and present in your "
+            "system.",
+            DriverState.NOT_INSTALLED,
+            "reinstall",
+        ),
+        (
+            9,
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
             "Make sure that the latest NVIDIA driver is installed and running.",
-         DriverState.NOT_LOADED, "nouveau"),
+            DriverState.NOT_LOADED,
+            "nouveau",
+        ),
         (6, "No devices were found", DriverState.NO_DEVICES, "lspci"),
-        (18, "Failed to initialize NVML: Driver/library version mismatch\n"
-             "NVML library version: 570.124", DriverState.VERSION_MISMATCH, "reboot"),
+        (
+            18,
+            "Failed to initialize NVML: Driver/library version mismatch\n"
+            "NVML library version: 570.124",
+            DriverState.VERSION_MISMATCH,
+            "reboot",
+        ),
         (255, "Failed to initialize NVML: Unknown Error", DriverState.FAILED, "daemon-reload"),
-        (2, 'Field "compute_cap" is not a valid field to query.', DriverState.FAILED,
-         "upgrade the driver"),
-        (15, "Unable to determine the device handle for GPU0000:3B:00.0: Unknown Error",
-         DriverState.FAILED, "exit status 15"),
+        (
+            2,
+            'Field "compute_cap" is not a valid field to query.',
+            DriverState.FAILED,
+            "upgrade the driver",
+        ),
+        (
+            15,
+            "Unable to determine the device handle for GPU0000:3B:00.0: Unknown Error",
+            DriverState.FAILED,
+            "exit status 15",
+        ),
         (0, "GPU 0: NVIDIA H100 (UUID: GPU-1)", DriverState.OK, "answered"),
     ],
 )
@@ -320,8 +381,10 @@ def test_classify_failure(rc, output, state, needle):
 
 
 def test_version_mismatch_keeps_the_library_version():
-    status = classify_failure(18, "Failed to initialize NVML: Driver/library version mismatch\n"
-                                  "NVML library version: 570.124")
+    status = classify_failure(
+        18,
+        "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.124",
+    )
     assert status.library_version == "570.124"
     assert "570.124" in status.explanation
     assert status.detail == "Failed to initialize NVML: Driver/library version mismatch"

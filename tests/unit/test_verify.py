@@ -37,7 +37,7 @@ def _capture_section(command_prefix: str) -> str:
     lines = H100.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"# $ {command_prefix}"))
     body = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if line.startswith("####"):
             break
         body.append(line)
@@ -80,7 +80,8 @@ def test_healthy_h100_with_cu126_image_passes_every_gate():
     named = by_name(checks)
     assert "590.48.01" in named["nvidia driver"].reason
     assert named["driver vs image CUDA"].reason == (
-        "driver 590.48.01 >= 560.28.03 needed by CUDA 12.6 in the team image")
+        "driver 590.48.01 >= 560.28.03 needed by CUDA 12.6 in the team image"
+    )
     assert "9.0" in named["compute capability"].reason
     assert worst(checks) is Status.OK
 
@@ -88,9 +89,19 @@ def test_healthy_h100_with_cu126_image_passes_every_gate():
 def test_checks_come_in_a_fixed_order():
     names = [c.name for c in verify_host(healthy_h100(), EXPECT, IMAGE)]
     assert names == [
-        "nvidia driver", "kernel modules", "driver packages held", "device nodes",
-        "driver vs image CUDA", "gpu count", "gpu model", "compute capability",
-        "gpu memory health", "mig", "container toolkit", "docker gpu runtime", "cgroups",
+        "nvidia driver",
+        "kernel modules",
+        "driver packages held",
+        "device nodes",
+        "driver vs image CUDA",
+        "gpu count",
+        "gpu model",
+        "compute capability",
+        "gpu memory health",
+        "mig",
+        "container toolkit",
+        "docker gpu runtime",
+        "cgroups",
         "cuda workload",
     ]
 
@@ -101,7 +112,8 @@ def test_old_driver_for_the_image_cuda_fails_naming_both_versions():
     check = by_name(verify_host(facts, EXPECT, image))["driver vs image CUDA"]
     assert check.status is Status.FAIL
     assert check.reason.startswith(
-        "driver 535.104.05 < 550.54.14 needed by CUDA 12.4 in the team image")
+        "driver 535.104.05 < 550.54.14 needed by CUDA 12.4 in the team image"
+    )
     assert "minor-version compatibility" in check.reason
     assert "pin an image built for cu121" in check.reason
     assert "data-center GPUs" in check.reason
@@ -109,10 +121,10 @@ def test_old_driver_for_the_image_cuda_fails_naming_both_versions():
 
 def test_minor_version_compat_warns_when_the_image_pin_accepts_it():
     facts = dataclasses.replace(healthy_h100(), driver_version="535.104.05", cuda_version="12.2")
-    image = ImagePin(cuda="12.4", torch="2.5.1", cuda_build="cu124",
-                     allow_minor_version_compat=True)
-    assert by_name(verify_host(facts, EXPECT, image))["driver vs image CUDA"].status \
-        is Status.WARN
+    image = ImagePin(
+        cuda="12.4", torch="2.5.1", cuda_build="cu124", allow_minor_version_compat=True
+    )
+    assert by_name(verify_host(facts, EXPECT, image))["driver vs image CUDA"].status is Status.WARN
 
 
 def test_driver_below_the_compat_floor_fails_even_when_accepted():
@@ -124,8 +136,9 @@ def test_driver_below_the_compat_floor_fails_even_when_accepted():
 
 
 def test_toolkit_1_17_4_is_a_security_failure_naming_the_cve():
-    facts = dataclasses.replace(healthy_h100(), nvidia_ctk_version="1.17.4",
-                                nvidia_container_cli_version="1.17.4")
+    facts = dataclasses.replace(
+        healthy_h100(), nvidia_ctk_version="1.17.4", nvidia_container_cli_version="1.17.4"
+    )
     check = by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
     assert check.status is Status.FAIL
     assert check.reason.startswith("security:")
@@ -142,8 +155,9 @@ def test_toolkit_takes_the_older_of_its_two_versions():
 
 
 def test_no_toolkit_fails():
-    facts = dataclasses.replace(healthy_h100(), nvidia_ctk_version=None,
-                                nvidia_container_cli_version=None)
+    facts = dataclasses.replace(
+        healthy_h100(), nvidia_ctk_version=None, nvidia_container_cli_version=None
+    )
     check = by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
     assert check.status is Status.FAIL
     assert "not installed" in check.reason
@@ -162,10 +176,12 @@ def test_uncorrected_ecc_errors_fail():
 
 def test_pending_row_remap_and_page_retirement_fail():
     facts = healthy_h100()
-    sick = dataclasses.replace(facts.gpus[0], remapped_rows_pending=True,
-                               retired_pages_pending=True)
+    sick = dataclasses.replace(
+        facts.gpus[0], remapped_rows_pending=True, retired_pages_pending=True
+    )
     check = by_name(verify_host(dataclasses.replace(facts, gpus=(sick,)), EXPECT, IMAGE))[
-        "gpu memory health"]
+        "gpu memory health"
+    ]
     assert check.status is Status.FAIL
     assert "row remapping pending" in check.reason
     assert "page retirement pending" in check.reason
@@ -176,9 +192,10 @@ def test_geforce_without_ecc_reports_memory_health_not_applicable():
     lines = capture.read_text().splitlines()
     query = "# $ nvidia-smi --query-gpu="
     start = next(i for i, line in enumerate(lines) if line.startswith(query))
-    gpus = tuple(parse_query_gpu("\n".join(lines[start + 2:start + 4])))
-    facts = dataclasses.replace(healthy_h100(), gpus=gpus, driver_version="595.71.05",
-                                cuda_version="13.2")
+    gpus = tuple(parse_query_gpu("\n".join(lines[start + 2 : start + 4])))
+    facts = dataclasses.replace(
+        healthy_h100(), gpus=gpus, driver_version="595.71.05", cuda_version="13.2"
+    )
     checks = by_name(verify_host(facts, HostExpectations(gpu_count=1), IMAGE))
     assert checks["gpu memory health"].status is Status.NA
     assert "no ECC reporting" in checks["gpu memory health"].reason
@@ -190,8 +207,10 @@ def test_gpu_not_required_and_absent_gives_explicit_not_applicable_rows():
     checks = verify_host(facts, HostExpectations(gpu_required=False), IMAGE)
     assert checks
     assert {c.status for c in checks} == {Status.NA}
-    assert all(c.reason == "no NVIDIA GPU (no NVIDIA driver installed); allowed by the inventory"
-               for c in checks)
+    assert all(
+        c.reason == "no NVIDIA GPU (no NVIDIA driver installed); allowed by the inventory"
+        for c in checks
+    )
     assert worst(checks) is Status.NA
 
 
@@ -207,9 +226,13 @@ def test_gpu_required_but_absent_fails():
 def test_driver_not_loaded_names_what_the_host_shows():
     facts = dataclasses.replace(
         healthy_h100(),
-        driver=classify_failure(9, "NVIDIA-SMI has failed because it couldn't communicate "
-                                   "with the NVIDIA driver."),
-        nouveau_loaded=True, secure_boot=True, gpus=())
+        driver=classify_failure(
+            9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+        ),
+        nouveau_loaded=True,
+        secure_boot=True,
+        gpus=(),
+    )
     checks = by_name(verify_host(facts, EXPECT, IMAGE))
     assert checks["nvidia driver"].status is Status.FAIL
     assert "nouveau is loaded right now; Secure Boot is on" in checks["nvidia driver"].reason
@@ -217,9 +240,14 @@ def test_driver_not_loaded_names_what_the_host_shows():
 
 
 def test_version_mismatch_fails_with_reboot_advice():
-    facts = dataclasses.replace(healthy_h100(), driver=classify_failure(
-        18, "Failed to initialize NVML: Driver/library version mismatch\n"
-            "NVML library version: 570.124"))
+    facts = dataclasses.replace(
+        healthy_h100(),
+        driver=classify_failure(
+            18,
+            "Failed to initialize NVML: Driver/library version mismatch\n"
+            "NVML library version: 570.124",
+        ),
+    )
     assert facts.driver.state is DriverState.VERSION_MISMATCH
     check = by_name(verify_host(facts, EXPECT, IMAGE))["nvidia driver"]
     assert check.status is Status.FAIL
@@ -227,8 +255,10 @@ def test_version_mismatch_fails_with_reboot_advice():
 
 
 def test_workload_fails_when_cuda_op_fails_after_nvidia_smi_passed():
-    facts = dataclasses.replace(healthy_h100(), workload=Workload(
-        nvidia_smi_rc=0, torch_ok=False, torch_error="CUDA error: unknown error"))
+    facts = dataclasses.replace(
+        healthy_h100(),
+        workload=Workload(nvidia_smi_rc=0, torch_ok=False, torch_error="CUDA error: unknown error"),
+    )
     check = by_name(verify_host(facts, EXPECT, IMAGE))["cuda workload"]
     assert check.status is Status.FAIL
     assert "/dev/nvidia-uvm" in check.reason
@@ -265,10 +295,12 @@ def test_gpu_count_and_model_mismatch_fail():
 
 def test_blackwell_gpu_on_cu126_image_fails_compute_capability():
     facts = healthy_h100()
-    blackwell = dataclasses.replace(facts.gpus[0], name="NVIDIA RTX PRO 6000",
-                                    compute_capability="12.0")
-    check = by_name(verify_host(dataclasses.replace(facts, gpus=(blackwell,)),
-                                HostExpectations(), IMAGE))["compute capability"]
+    blackwell = dataclasses.replace(
+        facts.gpus[0], name="NVIDIA RTX PRO 6000", compute_capability="12.0"
+    )
+    check = by_name(
+        verify_host(dataclasses.replace(facts, gpus=(blackwell,)), HostExpectations(), IMAGE)
+    )["compute capability"]
     assert check.status is Status.FAIL
     assert "12.0 is not in the torch 2.7.1 cu126 wheels" in check.reason
 
@@ -290,14 +322,19 @@ def test_mig_enabled_without_devices_warns():
 
 
 def test_render_table_and_dicts():
-    checks = [Check("nvidia driver", Status.OK, "driver 590.48.01"),
-              Check("container toolkit", Status.FAIL, "security: old")]
+    checks = [
+        Check("nvidia driver", Status.OK, "driver 590.48.01"),
+        Check("container toolkit", Status.FAIL, "security: old"),
+    ]
     table = render_table(checks).splitlines()
     assert table[0].split() == ["CHECK", "STATUS", "REASON"]
     assert table[1] == "nvidia driver      ok      driver 590.48.01"
     assert table[2] == "container toolkit  fail    security: old"
     assert json.loads(json.dumps(to_dicts(checks)))[1] == {
-        "name": "container toolkit", "status": "fail", "reason": "security: old"}
+        "name": "container toolkit",
+        "status": "fail",
+        "reason": "security: old",
+    }
 
 
 def test_worst_orders_fail_over_warn_over_ok_over_na():
