@@ -61,6 +61,7 @@ class TestBed:
         self.run_dir: Path | None = None
         self.engine: Engine | None = None
         self._registry: Registry | None = None
+        self._auth_registries: list[Registry] = []
         self._lock = RunLock(cache_dir() / f"testbed{SLOT or ''}.lock")
         self._container_ids: list[str] = []
         self.host_image: str | None = None
@@ -168,6 +169,8 @@ class TestBed:
         if self._registry is not None:
             attempt("stop registry", self._registry.stop)
             self._registry = None
+        while self._auth_registries:
+            attempt("stop registry", self._auth_registries.pop().stop)
         if self.engine is not None:
             attempt("stop dockerd", self.engine.stop)
             self.engine = None
@@ -389,6 +392,16 @@ class TestBed:
     def registry(self) -> str:
         """The local registry as ADDR:PORT, as the hosts (and the outer engine) see it."""
         return f"{GATEWAY}:{REGISTRY_PORT}"
+
+    def start_auth_registry(self, user: str, password: str, port: int = REGISTRY_PORT + 1) -> str:
+        """Start a second registry that demands `user`/`password` (htpasswd, plain HTTP) on
+        the gateway at `port`; the default registry stays open. Returns ADDR:PORT (insecure
+        for every engine, as the whole subnet is); stop() stops it."""
+        assert self.run_dir, "test bed not started"
+        registry = Registry(NETNS, self.run_dir, GATEWAY, port, auth=(user, password))
+        self._auth_registries.append(registry)  # stop() stops it even if start() fails
+        registry.start()
+        return registry.endpoint
 
     @property
     def ssh_key(self) -> Path:
