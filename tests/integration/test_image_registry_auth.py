@@ -140,7 +140,7 @@ def test_the_pull_logs_in_and_never_shows_the_password(
             "password": password,
             "insecure": True,
         }
-        # A wrong password stops the play at the login (its output hidden by no_log).
+        # A wrong password stops the play at the login, saying why without the password.
         wrong = write_inventory(
             testbed, tmp_path / "wrong", {**registry, "password": "not-" + password}, vault_pass
         )
@@ -149,6 +149,8 @@ def test_the_pull_logs_in_and_never_shows_the_password(
         )
         assert refused.returncode != 0
         assert "TASK [team_image : Log in to the team registry]" in refused.stdout
+        assert f"refused the login of {registry['username']} on {HOST}" in refused.stdout
+        assert "not-" + password not in refused.stdout + refused.stderr
         assert "Pull the pinned digest from the team registry" not in refused.stdout
         inventory = write_inventory(testbed, tmp_path / "login", registry, vault_pass)
         assert password not in inventory.parent.joinpath("group_vars/all/registry.yml").read_text()
