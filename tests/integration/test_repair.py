@@ -1,7 +1,7 @@
 """Repair (nvidia_driver, container_toolkit) with real apt on a test host.
 
 The repository is a flat apt repository of empty stand-ins with NVIDIA's
-package names and versions (built here with equivs), plus python3-apt for
+package names and versions (testbed.apt_repo builds it with equivs), plus python3-apt for
 Ansible's apt module, copied to the host and used as `file:` source; the host
 has no route to any mirror, so its own sources are moved aside for the test.
 """
@@ -9,20 +9,17 @@ has no route to any mirror, so its own sources are moved aside for the test.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from test_verify_playbook import REPO, ansible_env, checks, recap, report_of, run_playbook
-from testbed import TestBed
+from testbed import TestBed, apt_repo
 
 HOST = "h100"
-STANDINS = REPO / "tests" / "fixtures" / "apt-repo" / "standins.json"
-DEBIAN_CACHE = Path("/var/cache/gpuprov/apt-debs")
-REMOTE_REPO = "/srv/gpuprov-test-repo"
-SOURCE = f"deb [trusted=yes] file:{REMOTE_REPO} ./"
+REMOTE_REPO = apt_repo.REMOTE_REPO
+SOURCE = apt_repo.SOURCE
 TOOLKIT = [
     "nvidia-container-toolkit",
     "nvidia-container-toolkit-base",
@@ -33,60 +30,10 @@ DRIVER = ["nvidia-driver", "nvidia-kernel-dkms"]
 USER_KEYS = {"log-opts": {"max-size": "10m"}}
 
 
-def build_standin(name: str, version: str, depends: list[str], out: Path) -> None:
-    control = out / f"{name}_{version}.ctl"
-    lines = [
-        "Section: misc",
-        "Priority: optional",
-        "Standards-Version: 4.6.2",
-        f"Package: {name}",
-        f"Version: {version}",
-        "Maintainer: gpuprov tests <tests@gpuprov.invalid>",
-        "Architecture: amd64",
-    ]
-    if depends:
-        lines.append("Depends: " + ", ".join(d.format(version=version) for d in depends))
-    lines += [
-        f"Description: gpuprov test stand-in for {name}",
-        " Empty package carrying NVIDIA's name and version for gpuprov's repair tests.",
-    ]
-    control.write_text("\n".join(lines) + "\n")
-    subprocess.run(
-        ["equivs-build", control.name], cwd=out, check=True, capture_output=True, timeout=120
-    )
-    control.unlink()
-
-
 def build_repo(directory: Path) -> Path:
-    if shutil.which("equivs-build") is None or shutil.which("dpkg-scanpackages") is None:
+    if apt_repo.missing_tools():
         pytest.fail("the repair tests need equivs and dpkg-dev (apt-get install equivs dpkg-dev)")
-    spec = json.loads(STANDINS.read_text())
-    for package in spec["packages"]:
-        for version in package["versions"]:
-            build_standin(package["name"], version, package.get("depends", []), directory)
-    # python3-apt for Ansible's apt module: the hosts are minimal Debian 12 and offline.
-    DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
-    missing = [name for name in spec["from_debian"] if not list(DEBIAN_CACHE.glob(f"{name}_*.deb"))]
-    if missing:
-        subprocess.run(
-            ["apt-get", "download", *missing],
-            cwd=DEBIAN_CACHE,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    for name in spec["from_debian"]:
-        for deb in DEBIAN_CACHE.glob(f"{name}_*.deb"):
-            shutil.copy(deb, directory)
-    packages = subprocess.run(
-        ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    (directory / "Packages").write_text(packages.stdout)
-    return directory
+    return apt_repo.build_repo(directory)
 
 
 def copy_to_host(testbed: TestBed, source: Path, target: str) -> None:
