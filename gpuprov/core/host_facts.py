@@ -394,6 +394,7 @@ def report(
     host: str,
     checks: Sequence[Check],
     facts: HostFacts,
+    pin: ImagePin,
     promises: Mapping[str, Any],
     expect: HostExpectations,
 ) -> dict[str, Any]:
@@ -406,5 +407,6 @@ def report(
         "failed": [c.name for c in failures(checks)],
         "expected": asdict(expect),
         "image_promises": _jsonable(dict(promises)),
+        "image_declares": asdict(pin.declared) if pin.declared else None,
         "facts": facts_summary(facts),
     }

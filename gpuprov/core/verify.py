@@ -16,8 +16,9 @@ from .compat import (
     driver_supports_cuda,
     toolkit_findings,
 )
+from .cuda_env import ImageCuda
 from .nvidia import DriverState, DriverStatus, GpuRecord
-from .versions import VersionError, parse_version
+from .versions import VersionError, major_minor, parse_version
 
 
 class Status(StrEnum):
@@ -103,6 +104,10 @@ class ImagePin:
     # An image whose wheels cover every GPU may knowingly rely on CUDA
     # minor-version compatibility; then a driver below the table warns, not fails.
     allow_minor_version_compat: bool = False
+    # What the image itself declares (CUDA_VERSION, NVIDIA_REQUIRE_CUDA) when it
+    # is on the host: the driver is checked against that, and a pin that says
+    # otherwise is a finding.
+    declared: ImageCuda | None = None
 
 
 @dataclass(frozen=True)
@@ -222,27 +227,53 @@ def _device_nodes(facts: HostFacts) -> Check:
     return Check("device nodes", Status.OK, "/dev/nvidia* and /dev/nvidia-uvm present")
 
 
+def _pin_disagreement(image: ImagePin) -> str | None:
+    """Why the pin's CUDA promise and the image's own declaration differ, or None."""
+    declared = image.declared
+    if declared is None or declared.cuda is None:
+        return None
+    fix = "re-pin the image (gpuprov image pin) so every gate checks what really runs"
+    if image.cuda is None:
+        return (
+            f"the image declares {declared.source} but gpuprov_image.promises.cuda is none: {fix}"
+        )
+    try:
+        if major_minor(declared.cuda) == major_minor(image.cuda):
+            return None
+    except VersionError as exc:
+        return f"cannot compare the image's {declared.source} with the pin: {exc}"
+    return (
+        f"the image declares {declared.source} but gpuprov_image.promises.cuda is "
+        f"{image.cuda}: {fix}"
+    )
+
+
 def _driver_vs_image(ctx: _Context) -> Check:
     facts, image = ctx.facts, ctx.image
     name = "driver vs image CUDA"
-    if image.cuda is None:
+    disagreement = _pin_disagreement(image)
+    declared = image.declared.cuda if image.declared else None
+    cuda = declared or image.cuda
+    if cuda is None:
         return Check(name, Status.NA, "the team image is a CPU build (cuda: none)")
     if not facts.driver.ok or not facts.driver_version:
-        return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
+        reason = "cannot compare: the driver did not answer"
+        return Check(name, Status.FAIL, f"{disagreement}; {reason}" if disagreement else reason)
     try:
-        verdict = driver_supports_cuda(
-            facts.driver_version, image.cuda, driver_cuda=facts.cuda_version
-        )
+        verdict = driver_supports_cuda(facts.driver_version, cuda, driver_cuda=facts.cuda_version)
     except (CompatError, VersionError) as exc:
         return Check(name, Status.FAIL, f"cannot verify: {exc}")
+    where = f"in the team image ({image.declared.source})" if declared else "in the team image"
     if verdict.status is Support.OK:
-        return Check(name, Status.OK, f"{verdict.message} in the team image")
+        reason = f"{verdict.message} {where}"
+        if disagreement:
+            return Check(name, Status.FAIL, f"{disagreement}; {reason}")
+        return Check(name, Status.OK, reason)
     datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
     forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
-    reason = (
-        verdict.message.replace(f"CUDA {image.cuda}", f"CUDA {image.cuda} in the team image", 1)
-        + forward
-    )
+    reason = verdict.message.replace(f"CUDA {cuda}", f"CUDA {cuda} {where}", 1) + forward
+    if disagreement:
+        return Check(name, Status.FAIL, f"{disagreement}; {reason}")
     if verdict.status is Support.MINOR_VERSION_COMPAT and image.allow_minor_version_compat:
         return Check(name, Status.WARN, reason)
     return Check(name, Status.FAIL, reason)

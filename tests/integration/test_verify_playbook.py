@@ -122,10 +122,24 @@ def write_verify_inventory(testbed: TestBed, directory: Path, image_ref: str) ->
     return testbed.write_inventory(directory / "hosts.yml", extra_host_vars=GPU_VARS)
 
 
+# What nvidia/cuda:12.6.3 images set; the driver gate reads them from the image.
+CUDA_ENV = {
+    "CUDA_VERSION": "12.6.3",
+    "NVIDIA_REQUIRE_CUDA": "cuda>=12.6 brand=tesla,driver>=470,driver<471",
+}
+
+
 @pytest.fixture(scope="module")
 def workload_image(testbed: TestBed) -> str:
-    """A small image with python3 but no torch and no GPU libraries, pushed by digest."""
-    return testbed.push_image(testbed.base_image, "gpuprov-test/verify-team:1")
+    """A small image with python3 and CUDA 12.6's environment but no torch and no GPU
+    libraries, pushed by digest."""
+    assert testbed.engine
+    tag = "gpuprov-test/verify-team-build:1"
+    dockerfile = f"FROM {testbed.base_image}\n" + "".join(
+        f'ENV {key}="{value}"\n' for key, value in CUDA_ENV.items()
+    )
+    testbed.engine.docker("build", "-q", "-t", tag, "-", input=dockerfile)
+    return testbed.push_image(tag, "gpuprov-test/verify-team:1")
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +194,36 @@ def test_h100_passes_the_driver_gpu_and_toolkit_gates(first_run) -> None:
         assert found[name]["status"] == "ok", (name, found[name])
     assert found["nvidia driver"]["reason"] == "driver 590.48.01, supports CUDA 13.1"
     assert found["driver vs image CUDA"]["reason"] == (
-        "driver 590.48.01 >= 560.28.03 needed by CUDA 12.6 in the team image"
+        "driver 590.48.01 >= 560.35.05 needed by CUDA 12.6.3 in the team image "
+        "(CUDA_VERSION=12.6.3)"
     )
     assert found["container toolkit"]["reason"] == "toolkit 1.17.8 >= 1.17.8"
     assert report["facts"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert report["image_declares"] == {"version": "12.6.3", "required": "12.6"}
+
+
+def test_a_pin_that_disagrees_with_the_image_fails_the_driver_gate(
+    first_run, verify_inventory, tmp_path
+) -> None:
+    """The pin promises CUDA 12.4; the image on the host declares 12.6.3: the pin is wrong."""
+    promises = {**PROMISES, "cuda": "12.4", "torch": "2.5.1"}
+    proc = run_playbook(
+        verify_inventory,
+        tmp_path,
+        "-l",
+        "h100",
+        "-e",
+        json.dumps({"host_verify_image_promises": promises, "host_verify_workload": False}),
+    )
+    assert recap(proc)["h100"]["failed"] == 1
+    gate = checks(report_of(tmp_path, "h100"))["driver vs image CUDA"]
+    assert gate["status"] == "fail"
+    assert gate["reason"] == (
+        "the image declares CUDA_VERSION=12.6.3 but gpuprov_image.promises.cuda is 12.4: "
+        "re-pin the image (gpuprov image pin) so every gate checks what really runs; "
+        "driver 590.48.01 >= 560.35.05 needed by CUDA 12.6.3 in the team image "
+        "(CUDA_VERSION=12.6.3)"
+    )
 
 
 def test_missing_docker_runtime_is_reported_with_the_fix(first_run) -> None:
@@ -218,12 +258,12 @@ def test_old_driver_fails_naming_both_versions(first_run) -> None:
     gate = found["driver vs image CUDA"]
     assert gate["status"] == "fail"
     assert gate["reason"].startswith(
-        "driver 535.104.05 < 560.28.03 needed by CUDA 12.6 in the team image; it runs only "
-        "through minor-version compatibility"
+        "driver 535.104.05 < 560.35.05 needed by CUDA 12.6.3 in the team image "
+        "(CUDA_VERSION=12.6.3); it runs only through minor-version compatibility"
     )
     assert "upgrade the driver or pin an image built for cu121" in gate["reason"]
     assert found["nvidia driver"]["status"] == "ok"
-    assert "oldgpu: " in proc.stdout and "535.104.05 < 560.28.03" in proc.stdout
+    assert "oldgpu: " in proc.stdout and "535.104.05 < 560.35.05" in proc.stdout
 
 
 def test_host_without_toolkit_reports_it(first_run) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from gpuprov.core import host_facts as hf
+from gpuprov.core.cuda_env import ImageCuda
 from gpuprov.core.nvidia import DriverState
 from gpuprov.core.verify import HostExpectations, Status, verify_host
 
@@ -326,9 +328,14 @@ def test_cpu_image_on_a_gpu_host_skips_the_cuda_gates() -> None:
 def test_report_is_deterministic_and_names_failures() -> None:
     facts = hf.host_facts(raw_host(), {"Runtimes": {"runc": {}}})
     expect = hf.expectations({"required": True, "count": 2, "model": "H100"})
-    checks = verify_host(facts, expect, hf.image_pin({"torch": "2.7.1", "cuda": "12.6"}))
-    report = hf.report("gpu1", checks, facts, {"torch": "2.7.1", "cuda": "12.6"}, expect)
-    assert report == hf.report("gpu1", checks, facts, {"torch": "2.7.1", "cuda": "12.6"}, expect)
+    promises = {"torch": "2.7.1", "cuda": "12.6"}
+    pin = dataclasses.replace(
+        hf.image_pin(promises), declared=ImageCuda(version="12.6.3", required="12.6")
+    )
+    checks = verify_host(facts, expect, pin)
+    report = hf.report("gpu1", checks, facts, pin, promises, expect)
+    assert report == hf.report("gpu1", checks, facts, pin, promises, expect)
+    assert report["image_declares"] == {"version": "12.6.3", "required": "12.6"}
     assert report["status"] == "fail"
     assert report["failed"] == ["gpu count", "docker gpu runtime"]
     message = hf.failure_message("gpu1", checks)

@@ -1,0 +1,52 @@
+"""The CUDA an image declares in its own environment.
+
+NVIDIA's CUDA images set `CUDA_VERSION` (the toolkit, e.g. 12.4.1) and
+`NVIDIA_REQUIRE_CUDA` (what the container runtime enforces at start, e.g.
+`cuda>=12.4 brand=tesla,driver>=470,driver<471 ...`). They are what the image
+really needs, whatever its pin promises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_REQUIRE = re.compile(r"(?:^|[\s,])cuda>=(\d+\.\d+(?:\.\d+)?)(?=$|[\s,])")
+_VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class ImageCuda:
+    """CUDA_VERSION and the `cuda>=` of NVIDIA_REQUIRE_CUDA, as the image sets them."""
+
+    version: str | None = None
+    required: str | None = None
+
+    @property
+    def cuda(self) -> str | None:
+        """The CUDA the driver must support: the toolkit version, else the runtime's floor."""
+        return self.version or self.required
+
+    @property
+    def source(self) -> str:
+        """Where `cuda` comes from, in the words of `docker image inspect`."""
+        if self.version:
+            return f"CUDA_VERSION={self.version}"
+        return f"NVIDIA_REQUIRE_CUDA cuda>={self.required}"
+
+
+def image_cuda(env: Iterable[str]) -> ImageCuda | None:
+    """The CUDA an image's `Config.Env` declares, or None for an image that declares none.
+
+    A value that is not a version (an image built by hand) counts as not declared:
+    the pin's promise then stands alone.
+    """
+    values = dict(item.partition("=")[::2] for item in env)
+    version = values.get("CUDA_VERSION", "").strip()
+    match = _REQUIRE.search(values.get("NVIDIA_REQUIRE_CUDA", ""))
+    found = ImageCuda(
+        version=version if _VERSION.match(version) else None,
+        required=match.group(1) if match else None,
+    )
+    return found if found.cuda else None
