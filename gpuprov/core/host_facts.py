@@ -96,6 +96,13 @@ def nouveau_blacklisted(modprobe_files: Mapping[str, str] | None) -> bool | None
     return False
 
 
+def nvidia_module_built(files: Iterable[str] | None) -> bool | None:
+    """Whether the running kernel's module tree holds nvidia.ko (maybe compressed)."""
+    if files is None:
+        return None
+    return any(re.fullmatch(r"nvidia\.ko(\.\w+)?", name.rsplit("/", 1)[-1]) for name in files)
+
+
 def secure_boot(efivar_hex: str | None) -> bool | None:
     """The SecureBoot EFI variable: 4 bytes of attributes, then 1 (on) or 0 (off)."""
     if not efivar_hex:
@@ -299,6 +306,8 @@ def host_facts(
         nouveau_loaded=None if modules is None else "nouveau" in modules,
         nouveau_blacklisted=nouveau_blacklisted(raw.get("modprobe_d")),
         kernel_headers=raw.get("kernel_headers"),
+        kernel_release=raw.get("kernel_release"),
+        nvidia_module_built=nvidia_module_built(raw.get("kernel_nvidia_modules")),
         dev_nvidia=None
         if dev is None
         else any(re.fullmatch(r"nvidia(\d+|ctl)", name) for name in dev),

@@ -67,6 +67,9 @@ class HostFacts:
     nouveau_loaded: bool | None = None
     nouveau_blacklisted: bool | None = None
     kernel_headers: bool | None = None
+    kernel_release: str | None = None
+    # Whether /lib/modules/<running kernel> holds an nvidia.ko (None: not gathered).
+    nvidia_module_built: bool | None = None
     dev_nvidia: bool | None = None
     dev_nvidia_uvm: bool | None = None
     cgroup_version: int | None = None
@@ -144,6 +147,8 @@ def _driver(facts: HostFacts) -> Check:
             hints.append("Secure Boot is on")
         if facts.kernel_headers is False:
             hints.append("headers for the running kernel are missing")
+        if facts.nvidia_module_built is False:
+            hints.append(f"no nvidia.ko is built for the running kernel {facts.kernel_release}")
     seen = f" [on this host: {'; '.join(hints)}]" if hints else ""
     return Check(
         "nvidia driver", Status.FAIL, f"{facts.driver.state}: {facts.driver.explanation}{seen}"
@@ -157,6 +162,17 @@ def _kernel_modules(facts: HostFacts) -> Check:
             Status.FAIL,
             "nouveau is loaded and holds the GPU: blacklist it in "
             "/etc/modprobe.d, rebuild the initramfs and reboot",
+        )
+    if facts.nvidia_module_built is False and (
+        facts.driver_packages_installed or not facts.driver.ok
+    ):
+        return Check(
+            "kernel modules",
+            Status.FAIL,
+            f"no nvidia kernel module is built for the running kernel {facts.kernel_release} "
+            "(a kernel update without a DKMS rebuild): install "
+            f"linux-headers-{facts.kernel_release}, run `dkms autoinstall` and load the module, "
+            "or boot the kernel the driver was built for",
         )
     problems = []
     if facts.nouveau_blacklisted is False:

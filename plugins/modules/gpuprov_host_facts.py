@@ -126,6 +126,19 @@ def cdi_specs() -> list[str]:
     )
 
 
+def kernel_module_files(release: str) -> list[str] | None:
+    """nvidia*.ko* files built for `release` (DKMS puts them in updates/dkms), relative paths."""
+    root = f"/lib/modules/{release}"
+    if not os.path.isdir(root):
+        return None
+    return sorted(
+        os.path.relpath(os.path.join(directory, name), root)
+        for directory, _, names in os.walk(root)
+        for name in names
+        if name.startswith("nvidia") and ".ko" in name
+    )
+
+
 def gather(module: AnsibleModule) -> dict:
     release = os.uname().release
     raw = {
@@ -141,6 +154,7 @@ def gather(module: AnsibleModule) -> dict:
         "secure_boot_efivar": secure_boot_efivar(),
         "kernel_release": release,
         "kernel_headers": os.path.isdir(f"/lib/modules/{release}/build"),
+        "kernel_nvidia_modules": kernel_module_files(release),
         "dev_nodes": dev_nodes(),
         "mounts": read("/proc/self/mounts"),
         "daemon_json": read(module.params["daemon_json"]),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testbed import TestBed
+from testbed import H100_CAPTURE, TestBed
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -351,3 +351,44 @@ def test_local_inventory_reports_not_applicable(tmp_path) -> None:
     assert {c["status"] for c in report["checks"]} == {"n/a"}
     assert all(c["reason"].endswith("; allowed by the inventory") for c in report["checks"])
     assert "no NVIDIA GPU" in proc.stdout
+
+
+@pytest.fixture
+def driver_not_built(testbed: TestBed):
+    """notoolkit after a kernel update: driver not loaded, no nvidia.ko for the new kernel."""
+    release = testbed.ssh("notoolkit", "uname -r").stdout.strip()
+    tree = f"/lib/modules/{release}"
+    existed = testbed.ssh("notoolkit", f"test -d {tree}", check=False).returncode == 0
+    assert not existed, f"the bed host already has {tree}; the test would change it"
+    testbed.ssh(
+        "notoolkit", f"mkdir -p {tree}/updates/dkms && touch {tree}/updates/dkms/nvidia-uvm.ko"
+    )
+    testbed.reconfigure_host("notoolkit", capture=None)
+    try:
+        yield release
+    finally:
+        testbed.reconfigure_host("notoolkit", capture=H100_CAPTURE)
+        testbed.ssh("notoolkit", f"rm -rf {tree}")
+
+
+def test_driver_without_a_module_for_the_running_kernel(
+    driver_not_built: str, verify_inventory, tmp_path
+) -> None:
+    release = driver_not_built
+    proc = run_playbook(
+        verify_inventory, tmp_path, "-l", "notoolkit", "-e", "host_verify_workload=false"
+    )
+    assert recap(proc)["notoolkit"]["failed"] == 1
+    found = checks(report_of(tmp_path, "notoolkit"))
+    assert found["nvidia driver"]["status"] == "fail"
+    assert (
+        f"no nvidia.ko is built for the running kernel {release}"
+        in (found["nvidia driver"]["reason"])
+    )
+    assert found["kernel modules"] == {
+        "name": "kernel modules",
+        "status": "fail",
+        "reason": f"no nvidia kernel module is built for the running kernel {release} (a kernel "
+        f"update without a DKMS rebuild): install linux-headers-{release}, run `dkms "
+        "autoinstall` and load the module, or boot the kernel the driver was built for",
+    }

@@ -219,6 +219,24 @@ def test_cgroup_version(mounts, expected) -> None:
     assert hf.cgroup_version(mounts) == expected
 
 
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (["updates/dkms/nvidia.ko", "updates/dkms/nvidia-uvm.ko"], True),
+        (["kernel/drivers/video/nvidia.ko.zst", "kernel/drivers/video/nvidia-drm.ko.zst"], True),
+        (["updates/dkms/nvidia.ko.xz"], True),
+        (["updates/dkms/nvidia-uvm.ko", "kernel/drivers/gpu/drm/nouveau/nouveau.ko"], False),
+        ([], False),
+        (None, None),
+    ],
+)
+def test_nvidia_module_for_the_running_kernel(files, expected) -> None:
+    assert hf.nvidia_module_built(files) is expected
+    facts = hf.host_facts(raw_host(kernel_nvidia_modules=files))
+    assert facts.nvidia_module_built is expected
+    assert facts.kernel_release == "6.1.0-18-amd64"
+
+
 def test_unheld_and_missing_driver_packages() -> None:
     unheld = hf.host_facts(raw_host(apt_showhold=ok("nvidia-driver-570\n")))
     assert unheld.driver_packages_held is False

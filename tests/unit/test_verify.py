@@ -239,6 +239,39 @@ def test_driver_not_loaded_names_what_the_host_shows():
     assert checks["kernel modules"].status is Status.FAIL
 
 
+def test_driver_without_a_module_for_the_running_kernel_says_so():
+    """The classic after a kernel update: packages installed, DKMS never rebuilt."""
+    facts = dataclasses.replace(
+        healthy_h100(),
+        driver=classify_failure(
+            9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+        ),
+        gpus=(),
+        kernel_release="6.1.0-28-amd64",
+        nvidia_module_built=False,
+        kernel_headers=False,
+    )
+    checks = by_name(verify_host(facts, EXPECT, IMAGE))
+    assert "no nvidia.ko is built for the running kernel 6.1.0-28-amd64" in (
+        checks["nvidia driver"].reason
+    )
+    modules = checks["kernel modules"]
+    assert modules.status is Status.FAIL
+    assert modules.reason.startswith(
+        "no nvidia kernel module is built for the running kernel 6.1.0-28-amd64"
+    )
+    assert "linux-headers-6.1.0-28-amd64" in modules.reason
+    assert "dkms autoinstall" in modules.reason
+
+
+def test_a_missing_module_file_with_a_working_driver_and_no_packages_is_not_a_finding():
+    """A driver loaded from outside /lib/modules (some vendor images) works: say nothing."""
+    facts = dataclasses.replace(
+        healthy_h100(), nvidia_module_built=False, driver_packages_installed=()
+    )
+    assert by_name(verify_host(facts, EXPECT, IMAGE))["kernel modules"].status is Status.OK
+
+
 def test_version_mismatch_fails_with_reboot_advice():
     facts = dataclasses.replace(
         healthy_h100(),
