@@ -255,3 +255,22 @@ def plan_data_hint(mine: list[dict[str, Any]]) -> str:
     if not mine:
         return "no workspace"
     return f"/home/{mine[0]['user']} in every workspace (kept on the host across upgrades)"
+
+
+def running_image(containers: list[dict[str, Any]]) -> str:
+    """The image gpuprov's workspaces on a host run now ("" when none runs).
+
+    A rollout rolls back to it. Should a half-finished run have left two images,
+    the one most workspaces run wins (ties: the name sorting first, so the answer
+    does not depend on the engine's list order).
+    """
+    counts: dict[str, int] = {}
+    for container in containers:
+        labels = container.get("Labels") or {}
+        image = labels.get(f"{LABEL}image")
+        if labels.get(f"{LABEL}user") is None or not image:
+            continue
+        counts[image] = counts.get(image, 0) + 1
+    if not counts:
+        return ""
+    return min(counts, key=lambda image: (-counts[image], image))

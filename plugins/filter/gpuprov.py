@@ -85,6 +85,7 @@ class FilterModule:
             "gpuprov_workspaces": workspaces,
             "gpuprov_container_spec": container_spec,
             "gpuprov_workspaces_stale": stale,
+            "gpuprov_running_image": workspace.running_image,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_image_requirements": image_build.requirements,
             "gpuprov_image_labels": image_build.labels,

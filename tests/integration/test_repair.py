@@ -217,19 +217,26 @@ def test_verify_passes_what_the_repair_fixed(repaired, repair_inventory, tmp_pat
     assert recap(proc)[HOST]["failed"] == 0, proc.stdout[-3000:]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passes alone and after test_molecule, fails after the whole suite has used h100 "
-    "(order-dependent state not yet identified); the behaviour is checked when it passes",
-)
+def engine_and_workspace(testbed: TestBed) -> tuple[str, str]:
+    """dockerd's pid and the workspace's start time: both change when Docker restarts."""
+    pid = testbed.ssh(HOST, "pidof dockerd").stdout.strip()
+    started = testbed.ssh(
+        HOST, "docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' gpuprov-test-ws"
+    ).stdout.strip()
+    assert pid and started.startswith("true "), (pid, started)
+    return pid, started
+
+
 def test_no_restart_while_workspaces_run(
-    repaired, repair_inventory, testbed, shell_image_ref: str
+    repaired, repair_inventory, testbed, workload_image_ref: str
 ) -> None:
     """Config drift with a workspace running: daemon.json is fixed, docker is not restarted."""
+    # A workspace that runs until stopped, whatever its stdin (sleep, not an idle shell).
     testbed.ssh(
         HOST,
-        f"docker pull -q {shell_image_ref} >/dev/null && docker run -d -i "
-        f"--label org.gpuprov.user=alice --name gpuprov-test-ws {shell_image_ref} sh",
+        f"docker pull -q {workload_image_ref} >/dev/null && docker run -d "
+        f"--label org.gpuprov.user=alice --name gpuprov-test-ws {workload_image_ref} "
+        "sleep infinity",
     )
     daemon = host_json(testbed, "/etc/docker/daemon.json")
     del daemon["runtimes"]
@@ -240,8 +247,10 @@ def test_no_restart_while_workspaces_run(
         "until docker version >/dev/null 2>&1; do sleep 0.2; done && "
         "docker start gpuprov-test-ws >/dev/null",
     )
+    before = engine_and_workspace(testbed)
     proc = prepare(repair_inventory)
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert engine_and_workspace(testbed) == before, proc.stdout[-6000:]
     assert task_changed(proc.stdout, "Merge the nvidia runtime into daemon.json"), proc.stdout
     assert not task_changed(proc.stdout, "Restart Docker to load the nvidia runtime"), proc.stdout
     assert "restart required on h100" in proc.stdout

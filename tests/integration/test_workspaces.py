@@ -26,6 +26,7 @@ import yaml
 from testbed import CommandError, TestBed
 from testbed.paths import cache_dir
 
+from gpuprov.core import image_build
 from gpuprov.core.allocation import PortRange, default_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ BIN = Path(sys.executable).parent
 ENTRYPOINT = REPO / "roles/team_image/templates/build/gpuprov-workspace.j2"
 JUPYTERLAB = "jupyterlab==4.6.6"
 PORTS = PortRange(20000, 20999)
+PROMISES = {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none"}
 HOSTS = ("h100", "oldgpu")
 VAULT_PASSWORD = "gpuprov-test-vault"
 ALICE_TOKEN = "alice-vault-token-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
@@ -157,7 +159,7 @@ class Team:
             "digest": digest,
             "source": "pull",
             "flavour": "cpu",
-            "promises": {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none"},
+            "promises": PROMISES,
         }
         self.users = {
             "alice": {
@@ -189,11 +191,13 @@ class Team:
                 "jupyter_password_hash": Vaulted(password_hash),
             },
         }
+        self.hosts = list(HOSTS)
         self.outputs: list[str] = []
 
     def write(self) -> Path:
         hosts = {
-            h: {**self.testbed.ansible_host_vars(h), "gpuprov_gpu": {"count": 1}} for h in HOSTS
+            h: {**self.testbed.ansible_host_vars(h), "gpuprov_gpu": {"count": 1}}
+            for h in self.hosts
         }
         (self.root / "inv/group_vars/all").mkdir(parents=True, exist_ok=True)
         (self.root / "inv/hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
@@ -211,7 +215,9 @@ class Team:
         (self.root / "vault-pass").write_text(VAULT_PASSWORD)
         return self.root / "inv"
 
-    def play(self, *playbooks: str, check: bool = True) -> subprocess.CompletedProcess:
+    def play(
+        self, *playbooks: str, check: bool = True, extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
         inventory = self.write()
         env = {
             **os.environ,
@@ -223,7 +229,7 @@ class Team:
         argv = [
             str(BIN / "ansible-playbook"), "-v", "-i", str(inventory),
             "--diff", "--vault-password-file", str(self.root / "vault-pass"),
-            "-e", f"workspaces_connect_dir={self.root / 'connect'}",
+            "-e", f"workspaces_connect_dir={self.root / 'connect'}", *extra,
             *(playbooks or ("playbooks/check.yml", "playbooks/workspaces.yml",
                             "playbooks/summary.yml")),
         ]  # fmt: skip
@@ -334,13 +340,28 @@ def images(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     (context / "Dockerfile").write_text(f"FROM {local}\nLABEL org.gpuprov.test.upgrade=2\n")
     _docker(testbed, "build", "-q", "-t", f"{local}-v2", str(context))
     v2 = testbed.push_image(f"{local}-v2", "gpuprov-test/workspace:2")
+    # v3: the next release; broken: starts, but no workspace ever answers. Both carry
+    # the pin's labels, as images from gpuprov's template do (a rollout checks them).
+    pinned = "".join(f'LABEL "{k}"="{v}"\n' for k, v in image_build.labels(PROMISES).items())
+    for name, lines in (
+        ("v3", "LABEL org.gpuprov.test.upgrade=3"),
+        ("broken", 'LABEL org.gpuprov.test.upgrade=broken\nENTRYPOINT ["/bin/sh", "-c", "exit 3"]'),
+    ):
+        (context / "Dockerfile").write_text(f"FROM {local}\n{pinned}{lines}\n")
+        _docker(testbed, "build", "-q", "-t", f"{local}-{name}", str(context))
     print(f"workspace image: build {built:.1f} s, total {time.monotonic() - started:.1f} s")
     # carol's password hash, made by jupyter_server itself inside the image.
     hashed = _docker(
         testbed, "run", "--rm", "--entrypoint", "/opt/venv/bin/python", local, "-c",
         f"from jupyter_server.auth import passwd; print(passwd({CAROL_PASSWORD!r}))",
     )  # fmt: skip
-    return {"v1": v1, "v2": v2, "password_hash": hashed}
+    return {
+        "v1": v1,
+        "v2": v2,
+        "v3": testbed.push_image(f"{local}-v3", "gpuprov-test/workspace:3"),
+        "broken": testbed.push_image(f"{local}-broken", "gpuprov-test/workspace:broken"),
+        "password_hash": hashed,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -371,9 +392,7 @@ def test_first_run_starts_every_workspace(team, testbed):
 
 def test_second_run_changes_nothing(team):
     again = team.play()
-    assert {h: r["changed"] for h, r in recap(again).items()} == {
-        "localhost": 0, "h100": 0, "oldgpu": 0,
-    }  # fmt: skip
+    assert {h: r["changed"] for h, r in recap(again).items()} == {"h100": 0, "oldgpu": 0}
 
 
 def test_jupyter_answers_with_the_token_and_refuses_without(team, testbed):
@@ -577,6 +596,140 @@ def test_an_image_upgrade_recreates_on_the_pin_and_keeps_host_keys_and_data(team
     alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
     assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
     assert recap(team.play())["h100"]["changed"] == 0
+
+
+# ---------------------------------------------------------------- rollouts
+
+# The bed has no GPU (the host gates fail on it), the test images no torch (the
+# audit fails on them) and little disk; the gates' own tests turn them back on.
+ROLLOUT = ("-e", "gpuprov_rollout_batch=1", "-e", "team_image_min_free=64m")
+NO_GATES = (*ROLLOUT, "-e", "rollout_verify=false", "-e", "team_image_audit=false")
+
+
+def running_on(testbed: TestBed, image_ref: str) -> dict[str, bool]:
+    """Whether each workspace container runs `image_ref` (compared by image ID on its host)."""
+    found = {}
+    for host in HOSTS:
+        wanted = on_host(testbed, host, f"docker image inspect -f '{{{{.Id}}}}' {image_ref}")
+        for name in on_host(
+            testbed, host, "docker ps -a --filter label=org.gpuprov.user --format '{{.Names}}'"
+        ).split():
+            found[name] = inspect(testbed, host, name)["Image"] == wanted
+    return found
+
+
+def pin(team: Team, image_ref: str) -> None:
+    team.image["digest"] = image_ref.split("@")[1]
+
+
+def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
+    pin(team, images["v3"])
+    proc = team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    assert running_on(testbed, images["v3"]) == {
+        "gpuprov-alice-jupyter": True,
+        "gpuprov-alice-ssh": True,
+        "gpuprov-carol-jupyter": True,
+    }
+    rollout = proc.stdout.split("PLAY [Roll the team image")[1].split("PLAY [")[0]
+    # Batch size 1: h100 (first in the inventory) is done before oldgpu starts.
+    assert rollout.rindex("[h100]") < rollout.index("[oldgpu]"), rollout[-4000:]
+    alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
+    assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
+    again = team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    assert {h: c["changed"] for h, c in recap(again).items()} == {"h100": 0, "oldgpu": 0}
+
+
+@pytest.mark.parametrize(
+    ("gate", "options", "stopped_at"),
+    [
+        ("audit", (*ROLLOUT, "-e", "rollout_verify=false"), "Audit the team image"),
+        ("host gates", (*ROLLOUT, "-e", "team_image_audit=false"), "Fail the host with the"),
+    ],
+)
+def test_a_failed_gate_stops_the_rollout_before_any_workspace_moves(
+    team, testbed, images, gate, options, stopped_at
+):
+    before = container_ids(testbed)
+    pin(team, images["broken"])
+    try:
+        proc = team.play("playbooks/upgrade.yml", check=False, extra=options)
+    finally:
+        pin(team, images["v3"])
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode != 0
+    assert f"rollout stopped on h100: {stopped_at}" in said, proc.stdout[-4000:]
+    assert f"Its workspaces are back on {images['v3']} and answer" in said
+    assert container_ids(testbed) == before, f"the {gate} gate must stop before any change"
+    assert "oldgpu" not in proc.stdout.split("PLAY [Roll the team image")[1].split("PLAY [")[0]
+
+
+def test_a_failed_health_check_rolls_the_host_back_and_stops_the_rollout(team, testbed, images):
+    before = container_ids(testbed)
+    pin(team, images["broken"])
+    try:
+        proc = team.play(
+            "playbooks/upgrade.yml",
+            check=False,
+            extra=(*NO_GATES, "-e", "workspaces_health_retries=10"),
+        )
+    finally:
+        pin(team, images["v3"])
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode != 0
+    assert "rollout stopped on h100: Wait for the workspace port to open" in said, said[-4000:]
+    assert f"Its workspaces are back on {images['v3']} and answer" in said
+    # h100 tried the broken image and is back on v3; oldgpu never moved.
+    after = container_ids(testbed)
+    assert after["gpuprov-alice-jupyter"] != before["gpuprov-alice-jupyter"]
+    assert after["gpuprov-carol-jupyter"] == before["gpuprov-carol-jupyter"]
+    assert all(running_on(testbed, images["v3"]).values())
+    alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
+    assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
+    login = workspace_ssh(testbed, team, "h100", "alice", "alice", "cat ~/probe.txt")
+    assert login.stdout.strip() == "hello", login.stderr
+    assert recap(team.play())["h100"]["changed"] == 0
+
+
+# ---------------------------------------------------------------- onboarding
+
+
+def test_onboarding_refuses_to_run_without_a_limit(team, testbed):
+    before = container_ids(testbed)
+    proc = team.play("playbooks/onboard.yml", check=False)
+    assert proc.returncode != 0
+    assert "playbooks/onboard.yml needs the new host(s) with --limit" in " ".join(
+        proc.stdout.split()
+    )
+    assert "TASK [docker_engine" not in proc.stdout
+    assert container_ids(testbed) == before
+
+
+def test_onboarding_a_new_workstation_touches_no_other_host(team, testbed):
+    """notoolkit joins the inventory with erin; one command brings it up, alone."""
+    before = container_ids(testbed)
+    team.hosts.append("notoolkit")
+    team.users["erin"] = {
+        "name": "erin", "uid": 2020, "host": "notoolkit",
+        "ssh_keys": [team.keys["dan"][1]], "workspaces": [{"kind": "ssh"}],
+    }  # fmt: skip
+    # The bed has no GPU and notoolkit no toolkit: verification reports, it does not stop.
+    onboard = ("-l", "notoolkit", "-e", "host_verify_fail_host=false", *ROLLOUT[2:])
+    onboard += ("-e", "team_image_audit=false")
+    try:
+        proc = team.play("playbooks/onboard.yml", extra=onboard)
+        assert set(recap(proc)) == {"notoolkit"}
+        assert (
+            "ok: [notoolkit] => " in proc.stdout
+            and "gpuprov workspaces of erin on notoolkit" in (proc.stdout)
+        )
+        login = workspace_ssh(testbed, team, "notoolkit", "erin", "dan", "id -u")
+        assert login.stdout.strip() == "2020", login.stderr
+        assert container_ids(testbed) == before
+        assert recap(team.play("playbooks/onboard.yml", extra=onboard))["notoolkit"]["changed"] == 0
+    finally:
+        on_host(testbed, "notoolkit", "docker rm -f gpuprov-erin-ssh", check=False)
+        team.hosts.remove("notoolkit")
+        del team.users["erin"]
 
 
 def test_no_token_in_the_complete_verbose_output(team, testbed, images):

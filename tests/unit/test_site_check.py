@@ -29,9 +29,20 @@ def test_a_bad_inventory_stops_site_yml_in_the_first_play():
     out = result.stdout
     assert "GPU 1 on host 'gpu1' is already given to user 'alice'" in out
     assert "gpu-given-twice/group_vars/all/users.yml" in out
-    # The hosts (TEST-NET addresses that answer nobody) were never contacted.
-    assert "gpu1" not in out.split("PLAY RECAP")[-1]
+    # The check ran on the controller; the hosts (TEST-NET addresses that answer
+    # nobody) were never contacted.
+    assert "fatal: [gpu1 -> localhost]: FAILED!" in out
+    assert "unreachable=1" not in out
     assert "Make sure Docker answers" not in out
+
+
+def test_a_limited_run_is_checked_too():
+    """`site.yml -l HOST` (and onboard.yml, which needs -l) checks the whole inventory."""
+    bad = REPO / "tests/unit/bad_inventories/gpu-given-twice"
+    result = run_site(bad, "-l", "gpu1")
+    assert result.returncode != 0
+    assert "GPU 1 on host 'gpu1' is already given to user 'alice'" in result.stdout
+    assert "Make sure Docker answers" not in result.stdout
 
 
 def test_check_mode_also_stops_on_a_bad_inventory():

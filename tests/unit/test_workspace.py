@@ -120,6 +120,30 @@ def test_stale_containers_are_gpuprovs_only_and_say_where_data_stays():
     ]
 
 
+def _on(image: str, user: str | None = "alice") -> dict:
+    labeled = container(f"gpuprov-{user}-ssh", user)
+    labeled["Labels"]["org.gpuprov.image"] = image
+    return labeled
+
+
+@pytest.mark.parametrize(
+    ("containers", "expected"),
+    [
+        ([], ""),
+        ([container("someone-elses")], ""),
+        ([_on("reg/team@sha256:a"), _on("reg/team@sha256:a", "bob")], "reg/team@sha256:a"),
+        (
+            [_on("reg/team@sha256:b"), _on("reg/team@sha256:a", "bob"), _on("reg/team@sha256:a")],
+            "reg/team@sha256:a",
+        ),
+        ([_on("reg/team@sha256:b"), _on("reg/team@sha256:a", "bob")], "reg/team@sha256:a"),
+        ([_on("", "bob")], ""),
+    ],
+)
+def test_the_image_workspaces_run_now_is_the_rollback_target(containers, expected):
+    assert workspace.running_image(containers) == expected
+
+
 def test_ports_own_container_and_removed_users_need_no_probe():
     plan = [asdict(ALICE), asdict(SSH)]
     probe, errors = workspace.ports_to_probe(
