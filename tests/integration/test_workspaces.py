@@ -624,6 +624,13 @@ def pin(team: Team, image_ref: str) -> None:
 
 def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
     pin(team, images["v3"])
+    before = container_ids(testbed)
+    preview = team.play("playbooks/upgrade.yml", extra=(*NO_GATES, "--check"))
+    assert {h: c["changed"] for h, c in recap(preview).items()} == {"h100": 1, "oldgpu": 1}
+    assert f"to {images['v3']} behind the health checks" in " ".join(
+        preview.stdout.split()
+    )
+    assert container_ids(testbed) == before
     proc = team.play("playbooks/upgrade.yml", extra=NO_GATES)
     assert running_on(testbed, images["v3"]) == {
         "gpuprov-alice-jupyter": True,
@@ -635,8 +642,9 @@ def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
     assert rollout.rindex("[h100]") < rollout.index("[oldgpu]"), rollout[-4000:]
     alice = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
     assert http_status(testbed, "h100", alice, ALICE_TOKEN) == "200"
-    again = team.play("playbooks/upgrade.yml", extra=NO_GATES)
-    assert {h: c["changed"] for h, c in recap(again).items()} == {"h100": 0, "oldgpu": 0}
+    for extra in (NO_GATES, (*NO_GATES, "--check")):
+        again = team.play("playbooks/upgrade.yml", extra=extra)
+        assert {h: c["changed"] for h, c in recap(again).items()} == {"h100": 0, "oldgpu": 0}
 
 
 @pytest.mark.parametrize(
