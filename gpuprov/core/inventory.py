@@ -27,6 +27,8 @@ from .allocation import (
 from .schema import AnyOf, Bool, Int, ListOf, Map, Node, Num, Secret, Str, unknown_key_message
 
 PREFIX = "gpuprov_"
+# Variables a playbook reads in a play keyword (serial), where only -e reaches.
+RUN_VARIABLES = {"gpuprov_rollout_batch": "playbooks/upgrade.yml"}
 DEFAULT_PORT_RANGE = PortRange(20000, 20999)
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
 DEFAULT_DATA_ROOT = "/srv/gpuprov"
@@ -296,6 +298,16 @@ def _schema_findings(tree: Tree) -> Iterator[Finding]:
                 continue
             seen.add((name, sourced.file))
             node = ALL_VARIABLES.get(name)
+            if name in RUN_VARIABLES:
+                yield Finding(
+                    sourced.file,
+                    subject,
+                    name,
+                    f"is read by {RUN_VARIABLES[name]} from the command line only (play "
+                    "keywords do not see inventory variables), so here it would do nothing",
+                    f"remove it and pass -e {name}=VALUE",
+                )
+                continue
             if node is None:
                 yield Finding(
                     sourced.file,

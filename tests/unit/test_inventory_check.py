@@ -24,6 +24,12 @@ EXPECTED = {
         "gpuprov_bind_adress",
         "did you mean 'gpuprov_bind_address'",
     ),
+    "rollout-batch-in-inventory": (
+        "settings.yml",
+        "group 'all'",
+        "gpuprov_rollout_batch",
+        "is read by playbooks/upgrade.yml from the command line only",
+    ),
     "wrong-type-uid": ("users.yml", "user 'alice'", "gpuprov_users[0].uid", "expected an integer"),
     "duplicate-user-name": (
         "users.yml",
