@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from . import inventory_files
-from .core import inventory
+from .core import inventory, probe
 
 DEFAULT_INVENTORY = "inventories/local"
 
@@ -49,12 +49,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pin(path: str) -> dict:
-    tree = inventory_files.load(path)
+def _team_pin(tree: inventory.Tree) -> object:
     sourced = tree.groups.get("all", inventory.Group("all")).vars.get("gpuprov_image")
-    if sourced is None:
+    return None if sourced is None else sourced.value
+
+
+def _pin(path: str) -> dict:
+    pin = _team_pin(inventory_files.load(path))
+    if pin is None:
         raise SystemExit(f"{path}: no gpuprov_image pin in group_vars/all")
-    return sourced.value
+    return pin
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -72,13 +76,15 @@ def cmd_image_pin(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from . import fleet
 
-    found = fleet.targets(inventory_files.load(args.inventory))
+    tree = inventory_files.load(args.inventory)
+    found = fleet.targets(tree)
+    pinned = probe.pinned_names(_team_pin(tree))
     if args.limit:
         found = [t for t in found if t.name in args.limit.split(",")]
     results = fleet.probe_all(found, timeout=args.timeout)
     print(
         f"{'host':<14} {'hostname':<14} {'driver':<14} {'gpus':<26} {'toolkit':<8} "
-        f"{'docker':<10} workspaces"
+        f"{'docker':<10} {'workspaces':<10} image"
     )
     failed = 0
     for result in results:
@@ -92,7 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         gpus = f"{len(s.gpus)} x {', '.join(names)}" if s.gpus else "-"
         print(
             f"{name:<14} {s.hostname:<14} {s.driver:<14} {gpus[:26]:<26} {s.toolkit or '-':<8} "
-            f"{s.docker or 'DOWN':<10} {len(s.workspaces)}"
+            f"{s.docker or 'DOWN':<10} {len(s.workspaces):<10} {probe.pin_state(s.images, pinned)}"
         )
         for problem in s.problems:
             print(f"{'':<14} ! {problem}")

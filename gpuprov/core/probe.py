@@ -21,6 +21,7 @@ from .nvidia import (
 
 SEPARATOR = "@@gpuprov@@"
 WORKSPACE_LABEL = "org.gpuprov.user"
+IMAGE_LABEL = "org.gpuprov.image"
 
 
 def _section(name: str, command: str) -> str:
@@ -39,6 +40,11 @@ PROBE_SCRIPT = "; ".join(
             "workspaces",
             f"docker ps --filter label={WORKSPACE_LABEL} "
             "--format '{{.Label \"" + WORKSPACE_LABEL + "\"}} {{.Names}} {{.Status}}'",
+        ),
+        _section(
+            "images",
+            f"docker ps --filter label={WORKSPACE_LABEL} "
+            "--format '{{.Label \"" + IMAGE_LABEL + "\"}}'",
         ),
     ]
 )
@@ -59,6 +65,8 @@ class HostStatus:
     docker: str | None = None
     workspaces: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    # The image each running workspace was started from (its org.gpuprov.image label).
+    images: tuple[str, ...] = ()
 
 
 def split_sections(output: str) -> dict[str, Section]:
@@ -114,4 +122,31 @@ def parse(output: str) -> HostStatus:
         if docker
         else ()
     )
-    return HostStatus(hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems))
+    images = (
+        tuple(line.strip() for line in get("images").output.splitlines() if line.strip())
+        if docker
+        else ()
+    )
+    return HostStatus(hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems), images)
+
+
+def pin_state(images: tuple[str, ...], pinned: set[str]) -> str:
+    """Whether a host's workspaces run the pin: "pin", "n/m on pin" mid-rollout, or "-".
+
+    `pinned` holds the names the pin goes by on hosts: reference@digest, and the
+    image ID for hosts fed by an archive.
+    """
+    if not images:
+        return "-"
+    on_pin = sum(image in pinned for image in images)
+    return "pin" if on_pin == len(images) else f"{on_pin}/{len(images)} on pin"
+
+
+def pinned_names(pin: object) -> set[str]:
+    """The names the pinned image runs under on hosts: reference@digest, and its ID."""
+    if not isinstance(pin, dict):
+        return set()
+    names = {str(pin["id"])} if pin.get("id") else set()
+    if pin.get("reference") and pin.get("digest"):
+        names.add(f"{pin['reference']}@{pin['digest']}")
+    return names

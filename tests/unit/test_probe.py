@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from gpuprov.core import probe
 from gpuprov.core.nvidia import QUERY_GPU_FIELDS
 
@@ -40,6 +42,7 @@ def test_a_healthy_host():
             nvidia_ctk=("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc", 0),
             docker=("28.2.2", 0),
             workspaces=("alice gpuprov-alice-jupyter Up 2 hours", 0),
+            images=("reg/team@sha256:aa", 0),
         )
     )
     assert status.hostname == "gpu-a"
@@ -48,6 +51,7 @@ def test_a_healthy_host():
     assert status.toolkit == "1.17.8"
     assert status.docker == "28.2.2"
     assert status.workspaces == ("alice gpuprov-alice-jupyter Up 2 hours",)
+    assert status.images == ("reg/team@sha256:aa",)
     assert status.problems == ()
 
 
@@ -83,3 +87,25 @@ def test_a_machine_without_nvidia_tools_is_not_a_problem_by_itself():
     )
     assert status.driver == "not-installed"
     assert status.problems == ()
+
+
+PIN = {"reference": "reg/team", "digest": "sha256:aa", "id": "sha256:11"}
+
+
+def test_the_pin_goes_by_its_digest_and_its_id():
+    assert probe.pinned_names(PIN) == {"reg/team@sha256:aa", "sha256:11"}
+    assert probe.pinned_names({"reference": "reg/team", "source": "build"}) == set()
+    assert probe.pinned_names(None) == set()
+
+
+@pytest.mark.parametrize(
+    ("images", "expected"),
+    [
+        ((), "-"),
+        (("reg/team@sha256:aa", "reg/team@sha256:aa"), "pin"),
+        (("sha256:11",), "pin"),
+        (("reg/team@sha256:aa", "reg/team@sha256:00", "reg/team@sha256:00"), "1/3 on pin"),
+    ],
+)
+def test_pin_state_tells_a_rollout_apart(images, expected):
+    assert probe.pin_state(images, probe.pinned_names(PIN)) == expected
