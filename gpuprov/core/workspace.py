@@ -159,14 +159,20 @@ def ports_to_probe(
     A port its own container already publishes needs no test, nor one a removed
     user's container holds (it is removed first). A port another planned gpuprov
     container holds is an error naming both; every other port must be free,
-    which only the host can tell (the module tries to bind it).
+    which only the host can tell (the module tries to bind it). A workspace whose
+    own container crash-loops (state "restarting", as after a bad image) is not
+    tested either: its port comes and goes with each restart, and the container
+    is replaced before the new one binds it.
     """
     held = published_ports(containers)
+    restarting = {_container_name(c) for c in containers if c.get("State") == "restarting"}
     names = {container_name(p["user"], p["kind"]) for p in planned}
     probe, errors = [], []
     for plan in planned:
         name = container_name(plan["user"], plan["kind"])
         owner = held.get(plan["port"])
+        if name in restarting and owner is None:
+            continue
         if owner == name or (owner is not None and owner not in names):
             # Its own container, or a removed user's, which goes before anything starts.
             continue

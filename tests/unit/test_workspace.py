@@ -176,6 +176,14 @@ def test_stopped_containers_hold_no_port():
     assert probe == [asdict(ALICE)]
 
 
+def test_a_crash_looping_own_container_needs_no_probe():
+    """Between restarts docker ps lists no port, yet docker-proxy may hold it a moment later."""
+    crashing = container("gpuprov-alice-jupyter", "alice", "jupyter", state="restarting")
+    probe, errors = workspace.ports_to_probe([asdict(ALICE), asdict(SSH)], [crashing])
+    assert errors == []
+    assert [p["kind"] for p in probe] == ["ssh"]
+
+
 def test_port_in_use_message_names_port_user_and_kind():
     message = workspace.port_in_use_message(asdict(ALICE), "process nc (pid 7)")
     assert message.startswith(
