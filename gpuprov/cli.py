@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from . import inventory_files
-from .core import inventory, probe
+from .core import image_pin, inventory, probe
 
 DEFAULT_INVENTORY = "inventories/local"
 
@@ -78,7 +78,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     tree = inventory_files.load(args.inventory)
     found = fleet.targets(tree)
-    pinned = probe.pinned_names(_team_pin(tree))
+    pinned = image_pin.run_names(_team_pin(tree))
     if args.limit:
         found = [t for t in found if t.name in args.limit.split(",")]
     results = fleet.probe_all(found, timeout=args.timeout)

@@ -9,7 +9,7 @@ really needs, whatever its pin promises.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 _REQUIRE = re.compile(r"(?:^|[\s,])cuda>=(\d+\.\d+(?:\.\d+)?)(?=$|[\s,])")
@@ -36,15 +36,15 @@ class ImageCuda:
         return f"NVIDIA_REQUIRE_CUDA cuda>={self.required}"
 
 
-def image_cuda(env: Iterable[str]) -> ImageCuda | None:
-    """The CUDA an image's `Config.Env` declares, or None for an image that declares none.
+def image_cuda(env: Mapping[str, str]) -> ImageCuda | None:
+    """The CUDA an image's environment declares, or None for an image that declares none.
 
-    A value that is not a version (an image built by hand) counts as not declared:
-    the pin's promise then stands alone.
+    `env` is `image_pin.image_environment` of the inspected image. A value that is
+    not a version (an image built by hand) counts as not declared: the pin's
+    promise then stands alone.
     """
-    values = dict(item.partition("=")[::2] for item in env)
-    version = values.get("CUDA_VERSION", "").strip()
-    match = _REQUIRE.search(values.get("NVIDIA_REQUIRE_CUDA", ""))
+    version = env.get("CUDA_VERSION", "").strip()
+    match = _REQUIRE.search(env.get("NVIDIA_REQUIRE_CUDA", ""))
     found = ImageCuda(
         version=version if _VERSION.match(version) else None,
         required=match.group(1) if match else None,

@@ -9,6 +9,7 @@ therefore fixes: the pin records both.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,17 @@ def pinned_reference(pin: Mapping) -> str:
             "digits (run the build with push, or `gpuprov image pin REF`, to get it)"
         )
     return f"{reference.name}@{digest}"
+
+
+def run_names(pin: object) -> set[str]:
+    """The names the pinned image runs under on hosts: reference@digest, and its ID
+    (hosts fed by an archive); none for a pin without either."""
+    if not isinstance(pin, Mapping):
+        return set()
+    names = {str(pin["id"])} if pin.get("id") else set()
+    with contextlib.suppress(PinError, image_ref.ImageReferenceError):
+        names.add(pinned_reference(pin))
+    return names
 
 
 def _same_repository(left: str, right: str) -> bool:

@@ -140,13 +140,3 @@ def pin_state(images: tuple[str, ...], pinned: set[str]) -> str:
         return "-"
     on_pin = sum(image in pinned for image in images)
     return "pin" if on_pin == len(images) else f"{on_pin}/{len(images)} on pin"
-
-
-def pinned_names(pin: object) -> set[str]:
-    """The names the pinned image runs under on hosts: reference@digest, and its ID."""
-    if not isinstance(pin, dict):
-        return set()
-    names = {str(pin["id"])} if pin.get("id") else set()
-    if pin.get("reference") and pin.get("digest"):
-        names.add(f"{pin['reference']}@{pin['digest']}")
-    return names

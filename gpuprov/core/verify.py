@@ -265,31 +265,34 @@ def _pin_disagreement(image: ImagePin) -> str | None:
 
 
 def _driver_vs_image(ctx: _Context) -> Check:
+    name = "driver vs image CUDA"
+    check = _driver_vs_cuda(ctx)
+    disagreement = _pin_disagreement(ctx.image)
+    if disagreement:
+        return Check(name, Status.FAIL, f"{disagreement}; {check.reason}")
+    return check
+
+
+def _driver_vs_cuda(ctx: _Context) -> Check:
+    """The driver against the CUDA the image declares, else the one its pin promises."""
     facts, image = ctx.facts, ctx.image
     name = "driver vs image CUDA"
-    disagreement = _pin_disagreement(image)
     declared = image.declared.cuda if image.declared else None
     cuda = declared or image.cuda
     if cuda is None:
         return Check(name, Status.NA, "the team image is a CPU build (cuda: none)")
     if not facts.driver.ok or not facts.driver_version:
-        reason = "cannot compare: the driver did not answer"
-        return Check(name, Status.FAIL, f"{disagreement}; {reason}" if disagreement else reason)
+        return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
     try:
         verdict = driver_supports_cuda(facts.driver_version, cuda, driver_cuda=facts.cuda_version)
     except (CompatError, VersionError) as exc:
         return Check(name, Status.FAIL, f"cannot verify: {exc}")
     where = f"in the team image ({image.declared.source})" if declared else "in the team image"
     if verdict.status is Support.OK:
-        reason = f"{verdict.message} {where}"
-        if disagreement:
-            return Check(name, Status.FAIL, f"{disagreement}; {reason}")
-        return Check(name, Status.OK, reason)
+        return Check(name, Status.OK, f"{verdict.message} {where}")
     datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
     forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
     reason = verdict.message.replace(f"CUDA {cuda}", f"CUDA {cuda} {where}", 1) + forward
-    if disagreement:
-        return Check(name, Status.FAIL, f"{disagreement}; {reason}")
     if verdict.status is Support.MINOR_VERSION_COMPAT and image.allow_minor_version_compat:
         return Check(name, Status.WARN, reason)
     return Check(name, Status.FAIL, reason)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov.core import host_facts
 from ansible.module_utils.gpuprov.core.cuda_env import image_cuda
+from ansible.module_utils.gpuprov.core.image_pin import image_environment
 from ansible.module_utils.gpuprov.core.verify import render_table, verify_host, worst
 
 DOCUMENTATION = r"""
@@ -43,12 +44,12 @@ options:
     description: C(gpuprov_image.promises) (python, torch, cuda, ...).
     type: dict
     required: true
-  image_env:
-    description: The team image's C(Config.Env) when it is on the host; its C(CUDA_VERSION) and
-      C(NVIDIA_REQUIRE_CUDA) decide the driver gate, and a pin promising another CUDA fails it.
-    type: list
-    elements: str
-    default: []
+  image:
+    description: The team image as C(docker image inspect) shows it, when it is on the host; the
+      C(CUDA_VERSION) and C(NVIDIA_REQUIRE_CUDA) of its environment decide the driver gate, and
+      a pin promising another CUDA fails it.
+    type: dict
+    default: {}
   allow_minor_version_compat:
     description: A driver below the image CUDA's minimum but within minor-version compatibility
       warns instead of failing.
@@ -105,7 +106,7 @@ def main() -> None:
             "workload": {"type": "dict"},
             "gpu": {"type": "dict", "default": {}},
             "promises": {"type": "dict", "required": True},
-            "image_env": {"type": "list", "elements": "str", "default": []},
+            "image": {"type": "dict", "default": {}},
             "allow_minor_version_compat": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -118,7 +119,7 @@ def main() -> None:
             msg=f"gpuprov_image.promises lacks {error}: pin the image's versions "
             "in group_vars (see docs/verify.md)"
         )
-    pin = replace(pin, declared=image_cuda(params["image_env"]))
+    pin = replace(pin, declared=image_cuda(image_environment(params["image"])))
     expect = host_facts.expectations(params["gpu"])
     facts = host_facts.host_facts(params["raw"], params["docker_info"], params["workload"])
     checks = verify_host(facts, expect, pin)

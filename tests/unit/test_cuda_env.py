@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 from test_verify import by_name, healthy_h100
 
-from gpuprov.core.cuda_env import ImageCuda, image_cuda
+from gpuprov.core.cuda_env import ImageCuda
+from gpuprov.core.cuda_env import image_cuda as _image_cuda
+from gpuprov.core.image_pin import image_environment
 from gpuprov.core.verify import HostExpectations, ImagePin, Status, verify_host
 
 # The environment of nvidia/cuda:12.4.1-runtime-ubuntu22.04 (docker image inspect).
@@ -21,6 +23,11 @@ CUDA_124_ENV = [
     "NVIDIA_VISIBLE_DEVICES=all",
     "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
 ]
+
+
+def image_cuda(env: list[str]) -> ImageCuda | None:
+    """What the gate sees of an image whose Config.Env is `env`."""
+    return _image_cuda(image_environment({"Config": {"Env": env}}))
 
 
 def test_reads_both_variables_of_a_cuda_image() -> None:

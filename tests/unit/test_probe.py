@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuprov.core import probe
+from gpuprov.core import image_pin, probe
 from gpuprov.core.nvidia import QUERY_GPU_FIELDS
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures/nvidia-smi/captures"
@@ -89,23 +89,24 @@ def test_a_machine_without_nvidia_tools_is_not_a_problem_by_itself():
     assert status.problems == ()
 
 
-PIN = {"reference": "reg/team", "digest": "sha256:aa", "id": "sha256:11"}
+DIGEST = "sha256:" + "a" * 64
+PIN = {"reference": "reg/team", "digest": DIGEST, "id": "sha256:11"}
 
 
 def test_the_pin_goes_by_its_digest_and_its_id():
-    assert probe.pinned_names(PIN) == {"reg/team@sha256:aa", "sha256:11"}
-    assert probe.pinned_names({"reference": "reg/team", "source": "build"}) == set()
-    assert probe.pinned_names(None) == set()
+    assert image_pin.run_names(PIN) == {f"reg/team@{DIGEST}", "sha256:11"}
+    assert image_pin.run_names({"reference": "reg/team", "source": "build"}) == set()
+    assert image_pin.run_names(None) == set()
 
 
 @pytest.mark.parametrize(
     ("images", "expected"),
     [
         ((), "-"),
-        (("reg/team@sha256:aa", "reg/team@sha256:aa"), "pin"),
+        ((f"reg/team@{DIGEST}", f"reg/team@{DIGEST}"), "pin"),
         (("sha256:11",), "pin"),
-        (("reg/team@sha256:aa", "reg/team@sha256:00", "reg/team@sha256:00"), "1/3 on pin"),
+        ((f"reg/team@{DIGEST}", "reg/team@sha256:00", "reg/team@sha256:00"), "1/3 on pin"),
     ],
 )
 def test_pin_state_tells_a_rollout_apart(images, expected):
-    assert probe.pin_state(images, probe.pinned_names(PIN)) == expected
+    assert probe.pin_state(images, image_pin.run_names(PIN)) == expected
