@@ -4,67 +4,114 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from importlib import metadata
 
-from . import inventory_files
-from .core import image_pin, inventory, probe
-
-DEFAULT_INVENTORY = "inventories/local"
+from .core import image_pin, inventory, plan, probe, rules
 
 
-def _load_fleet(path: str) -> inventory.Fleet:
-    return inventory.fleet(inventory_files.load(path))
+def _load(args: argparse.Namespace) -> tuple[inventory.Inventory, list[str]]:
+    """The inventory as Ansible reads it, and the hosts -l selects (all without -l)."""
+    from .ansible_inventory import AnsibleInventory, Sources
+
+    loaded = AnsibleInventory(
+        Sources(
+            inventory=args.inventory or [],
+            vault_ids=args.vault_id or [],
+            vault_password_files=args.vault_password_file or [],
+            ask_vault_pass=args.ask_vault_pass,
+            playbook_dir=args.playbook_dir,
+        )
+    )
+    found = loaded.inventory()
+    limit = getattr(args, "limit", None)
+    selected = loaded.select(limit) if limit else sorted(found.hosts)
+    return found, selected
+
+
+def _print_findings(findings: list[inventory.Finding], source: str) -> None:
+    for finding in findings:
+        print(f"ERROR {finding}", file=sys.stderr)
+    print(f"{source}: {len(findings)} error(s); nothing was changed", file=sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        tree = inventory_files.load(args.inventory)
+        found, _ = _load(args)
     except inventory.InventoryError as error:
-        findings = error.findings
+        source, findings, fleet = (
+            ", ".join(args.inventory or ["the inventory"]),
+            error.findings,
+            None,
+        )
     else:
-        findings = inventory.check(tree)
-    for finding in findings:
-        print(f"ERROR {finding}", file=sys.stderr)
-    if findings:
-        print(f"{args.inventory}: {len(findings)} error(s); nothing was changed", file=sys.stderr)
-        return 1
-    plan = inventory.fleet(tree)
-    print(
-        f"{args.inventory}: ok ({len(plan.hosts)} host(s), "
-        f"{len({w.user for w in plan.workspaces})} user(s), {len(plan.workspaces)} workspace(s))"
-    )
-    return 0
+        source, findings = found.source, rules.check(found)
+        fleet = None if findings else plan.build(found)
+    if args.json:
+        print(json.dumps(_check_report(source, findings, fleet), indent=2))
+    elif findings:
+        _print_findings(findings, source)
+    elif fleet is not None:
+        print(
+            f"{source}: ok ({len(fleet.hosts)} host(s), "
+            f"{len({w.user for w in fleet.workspaces})} user(s), "
+            f"{len(fleet.workspaces)} workspace(s))"
+        )
+    return 1 if findings else 0
+
+
+def _check_report(
+    source: str, findings: list[inventory.Finding], fleet: plan.Fleet | None
+) -> dict[str, object]:
+    report: dict[str, object] = {
+        "source": source,
+        "ok": not findings,
+        "errors": [f.as_dict() for f in findings],
+    }
+    if fleet is not None:
+        report |= {
+            "hosts": len(fleet.hosts),
+            "users": len({w.user for w in fleet.workspaces}),
+            "workspaces": len(fleet.workspaces),
+        }
+    return report
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _load_fleet(args.inventory)
+    found, selected = _load(args)
+    workspaces = [w for w in rules.fleet(found).workspaces if w.host in selected]
     if args.json:
-        print(json.dumps([asdict(w) for w in plan.workspaces], indent=2, default=list))
+        print(json.dumps([asdict(w) for w in workspaces], indent=2, default=list))
         return 0
-    print(f"{'host':<16} {'user':<12} {'kind':<8} {'port':>5}  gpus")
-    for w in plan.workspaces:
-        print(f"{w.host:<16} {w.user:<12} {w.kind:<8} {w.port:>5}  {','.join(w.gpus) or '-'}")
+    rows = [
+        (w.host, w.user, w.kind, str(w.port), w.bind_address, ",".join(w.gpus) or "-")
+        for w in workspaces
+    ]
+    _table(("host", "user", "kind", "port", "address", "gpus"), rows)
     return 0
 
 
-def _team_pin(tree: inventory.Tree) -> object:
-    sourced = tree.groups.get("all", inventory.Group("all")).vars.get("gpuprov_image")
-    return None if sourced is None else sourced.value
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _pin(path: str) -> dict:
-    pin = _team_pin(inventory_files.load(path))
+def _pin(args: argparse.Namespace) -> dict:
+    found, _ = _load(args)
+    pin = plan.team_value(found, "gpuprov_image")
     if pin is None:
-        raise SystemExit(f"{path}: no gpuprov_image pin in group_vars/all")
-    return pin
+        raise SystemExit(f"{found.source}: no gpuprov_image pin for the hosts (group_vars/all)")
+    return pin.value
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from . import image_cli
 
-    return image_cli.audit(args.image, _pin(args.inventory), args.json, args.docker_host)
+    return image_cli.audit(args.image, _pin(args), args.json, args.docker_host)
 
 
 def cmd_image_pin(args: argparse.Namespace) -> int:
@@ -76,12 +123,10 @@ def cmd_image_pin(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from . import fleet
 
-    tree = inventory_files.load(args.inventory)
-    found = fleet.targets(tree)
-    pinned = image_pin.run_names(_team_pin(tree))
-    if args.limit:
-        found = [t for t in found if t.name in args.limit.split(",")]
-    results = fleet.probe_all(found, timeout=args.timeout)
+    found, selected = _load(args)
+    pin = plan.team_value(found, "gpuprov_image")
+    pinned = image_pin.run_names(pin.value if pin else None)
+    results = fleet.probe_all(fleet.targets(found, selected), timeout=args.timeout)
     print(
         f"{'host':<14} {'hostname':<14} {'driver':<14} {'gpus':<26} {'toolkit':<8} "
         f"{'docker':<10} {'workspaces':<10} image"
@@ -105,8 +150,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _version() -> str:
+    try:
+        return metadata.version("gpuprov")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuprov", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gpuprov {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -116,19 +169,37 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "-i",
             "--inventory",
-            default=DEFAULT_INVENTORY,
-            help=f"inventory directory (default: {DEFAULT_INVENTORY})",
+            action="append",
+            help="inventory source, as for ansible-playbook; may be repeated (default: "
+            "ANSIBLE_INVENTORY or ansible.cfg's inventory)",
+        )
+        sub.add_argument("--vault-id", action="append", help="vault identity, as for Ansible")
+        sub.add_argument(
+            "--vault-password-file", action="append", help="vault password file, as for Ansible"
+        )
+        sub.add_argument(
+            "-J", "--ask-vault-pass", action="store_true", help="ask for the vault password"
+        )
+        sub.add_argument(
+            "--playbook-dir",
+            help="also read group_vars/ and host_vars/ beside the playbooks in this directory",
         )
         sub.set_defaults(handler=handler)
         return sub
 
-    add("check", cmd_check, "Validate an inventory without contacting any host.")
+    def limit(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-l", "--limit", help="Ansible host pattern: hosts, groups, globs, ':&', ':!'"
+        )
+
+    check = add("check", cmd_check, "Validate an inventory without contacting any host.")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
     status = add("status", cmd_status, "Probe every host at once over SSH (read-only).")
-    status.add_argument("-l", "--limit", help="comma-separated host names")
+    limit(status)
     status.add_argument("--timeout", type=float, default=10.0, help="seconds to connect")
-    add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.").add_argument(
-        "--json", action="store_true", help="print JSON"
-    )
+    plan_command = add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.")
+    limit(plan_command)
+    plan_command.add_argument("--json", action="store_true", help="print JSON")
     audit = add("audit", cmd_audit, "Audit an image's packages and labels against the pin.")
     audit.add_argument("image", help="image name, reference@digest or ID (on the local engine)")
     audit.add_argument("--json", action="store_true", help="print JSON")
@@ -145,9 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except inventory.InventoryError as error:
-        for finding in error.findings:
-            print(f"ERROR {finding}", file=sys.stderr)
+        _print_findings(error.findings, ", ".join(args.inventory or ["the inventory"]))
         return 1
+    except BrokenPipeError:
+        # `gpuprov plan --json | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -63,12 +63,13 @@ def _plain(value: Any) -> str | None:
     return str(value)
 
 
-def targets(tree: inventory.Tree) -> list[Target]:
-    found = []
-    for host in inventory.hosts(tree):
-        variables = {name: s.value for name, s in inventory.resolve(tree, host).items()}
+def targets(found: inventory.Inventory, hosts: list[str]) -> list[Target]:
+    """How to reach each of ``hosts``, from the variables Ansible resolved for it."""
+    reached = []
+    for host in hosts:
+        variables = {name: s.value for name, s in found.hosts[host].items()}
         options = _ssh_options(_plain(variables.get("ansible_ssh_common_args")) or "")
-        found.append(
+        reached.append(
             Target(
                 name=host,
                 address=_plain(variables.get("ansible_host")) or host,
@@ -80,7 +81,7 @@ def targets(tree: inventory.Tree) -> list[Target]:
                 local=variables.get("ansible_connection") == "local",
             )
         )
-    return found
+    return reached
 
 
 def _connection(target: Target, timeout: float) -> Connection:

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from .inventory import WorkspacePlan
+from .plan import WorkspacePlan
 
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222}
 TOKEN_IN_CONTAINER = "/run/secrets/jupyter-token"

@@ -6,8 +6,8 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from gpuprov import inventory_files
-from gpuprov.core import inventory
+from gpuprov.ansible_inventory import from_variables
+from gpuprov.core import rules
 
 
 class ActionModule(ActionBase):
@@ -16,15 +16,18 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict:
         result = super().run(tmp, task_vars)
-        sources = self._task.args.get("sources") or []
-        findings: list[inventory.Finding] = []
-        for source in sources:
-            try:
-                findings += inventory.check(inventory_files.load(source))
-            except inventory.InventoryError as error:
-                findings += error.findings
+        task_vars = task_vars or {}
+        sources = [str(s) for s in self._task.args.get("sources") or []]
+        hostvars = task_vars["hostvars"]
+        # Every host of the inventory, also under --limit: the rules span hosts (ports, GPUs,
+        # team values), and the variables are the play's own, -e and playbook group_vars too.
+        found = from_variables(
+            {host: hostvars.raw_get(host) for host in task_vars["groups"]["all"]},
+            ", ".join(sources) or "the inventory",
+        )
+        findings = rules.check(found)
         result["changed"] = False
-        result["checked"] = list(sources)
+        result["checked"] = sources
         result["errors"] = [str(f) for f in findings]
         if findings:
             result["failed"] = True
@@ -33,5 +36,5 @@ class ActionModule(ActionBase):
                 + "\n".join(f"ERROR {f}" for f in findings)
             )
         else:
-            result["msg"] = f"inventory ok: {', '.join(sources)}"
+            result["msg"] = f"inventory ok: {found.source} ({len(found.hosts)} host(s))"
         return result

@@ -6,40 +6,27 @@ roles compute ports, GPUs, pins and labels exactly as `gpuprov check` does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from gpuprov.core import image_build, inventory, workspace
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's lazy templated containers as plain dicts and lists, for the pure core."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool | int | float) or value is None:
-        return value
-    return str(value)
+from gpuprov.ansible_inventory import from_variables
+from gpuprov.core import image_build, rules, variables, workspace
+from gpuprov.core.plan import WorkspacePlan
 
 
 def workspaces(hostvars: Any, hosts: list[str], host: str) -> list[dict[str, Any]]:
     """This host's workspaces as the inventory plans them (ports, GPUs, mounts)."""
-    tree = inventory.Tree(source="the inventory")
-    every = tree.group("all")
-    every.hosts.extend(hosts)
     first = hostvars[hosts[0]] if hosts else {}
-    for name in inventory.TEAM_VARIABLES:
-        if name in first:
-            every.vars[name] = inventory.Sourced(_plain(first[name]), "group_vars/all")
-    for name in hosts:
-        tree.host_vars[name] = {
-            key: inventory.Sourced(_plain(hostvars[name][key]), f"host_vars/{name}")
-            for key in inventory.HOST_VARIABLES
-            if key in hostvars[name]
+    # The first play's check made every host see the same team values: template them once.
+    team = {name: first[name] for name in variables.TEAM_VARIABLES if name in first}
+    per_host = {
+        name: {
+            **team,
+            **{k: hostvars[name][k] for k in variables.HOST_VARIABLES if k in hostvars[name]},
         }
-    return [asdict(w) for w in inventory.fleet(tree).on_host(host)]
+        for name in hosts
+    }
+    return [asdict(w) for w in rules.fleet(from_variables(per_host, "hostvars")).on_host(host)]
 
 
 def container_spec(
@@ -57,7 +44,7 @@ def container_spec(
         "ssh_keys": tuple(plan["ssh_keys"]),
     }
     return workspace.container_spec(
-        inventory.WorkspacePlan(**fields),
+        WorkspacePlan(**fields),
         image,
         data_root,
         secrets_dir,
@@ -83,6 +70,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gpuprov_workspaces": workspaces,
+            "gpuprov_default": variables.default,
             "gpuprov_container_spec": container_spec,
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,

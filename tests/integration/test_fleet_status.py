@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from gpuprov import cli, fleet, inventory_files
+from gpuprov import cli, fleet
+from gpuprov.ansible_inventory import AnsibleInventory, Sources
 
 
 def test_status_reads_each_hosts_own_facts(testbed, inventory, capsys):
@@ -58,12 +59,17 @@ def test_status_tells_which_hosts_run_the_pin(
         testbed.ssh("h100", "docker rm -f ws-new ws-old >/dev/null", check=False)
 
 
+def _targets(inventory):
+    found = AnsibleInventory(Sources(inventory=[str(inventory)])).inventory()
+    return fleet.targets(found, sorted(found.hosts))
+
+
 def test_status_reports_a_stopped_host_as_unreachable(testbed, inventory, capsys):
     testbed.stop_host("oldgpu")
     try:
         results = {
             r.target.name: r
-            for r in fleet.probe_all(fleet.targets(inventory_files.load(inventory)), timeout=3)
+            for r in fleet.probe_all(_targets(inventory), timeout=3)
         }
         assert results["oldgpu"].status is None and results["oldgpu"].error
         assert results["h100"].status is not None

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from gpuprov.core import workspace
-from gpuprov.core.inventory import WorkspacePlan
+from gpuprov.core.plan import WorkspacePlan
 
 ALICE = WorkspacePlan(
     user="alice",

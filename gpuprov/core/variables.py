@@ -1,0 +1,204 @@
+"""Every ``gpuprov_*`` variable: its schema, its default, and who may set it.
+
+The one contract between inventories, roles, playbooks and plugins: the check
+validates against it, the roles take shared defaults from it (the
+``gpuprov_default`` filter), and a test fails on any ``gpuprov_*`` name read
+anywhere that is not declared here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+from typing import Any
+
+from . import image_ref
+from .allocation import KIND_OFFSETS
+from .schema import AnyOf, Bool, Int, ListOf, Map, Node, Num, Secret, Str
+
+PREFIX = "gpuprov_"
+USER_NAME = r"[a-z_][a-z0-9_-]{0,31}"
+GPU_UUID = r"(GPU|MIG)-[0-9a-fA-F-]{8,}"
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address (use 127.0.0.1 to keep workspaces local)"
+    return None
+
+
+def _absolute(value: str) -> str | None:
+    if not posixpath.isabs(value) or ".." in value.split("/"):
+        return f"{value!r} must be an absolute path without '..'"
+    return None
+
+
+def _reference(value: str) -> str | None:
+    try:
+        image_ref.parse(value)
+    except image_ref.ImageReferenceError as error:
+        return str(error)
+    return None
+
+
+SIZE = Str(pattern=r"[0-9]+[bkmg]?", hint="a size such as 512m or 16g")
+VERSION = Str(pattern=r"[0-9][0-9A-Za-z.+_-]*", hint="a version such as 2.7.1 or 12.6")
+
+GPU = Map(
+    description="The GPUs a host is expected to have.",
+    fields={
+        "required": Bool(description="false: the host may have no GPU (GPU checks say n/a)."),
+        "count": Int(minimum=0, maximum=64, description="How many GPUs the host must show."),
+        "model": Str(description="A substring of the expected GPU name, e.g. 'H100'."),
+        "shared": Bool(description="true: several users may be given the same GPU."),
+    },
+)
+PORT_RANGE = Map(
+    description="The host ports workspaces may publish.",
+    fields={"first": Int(minimum=1024, maximum=65535), "last": Int(minimum=1024, maximum=65535)},
+    required=("first", "last"),
+)
+PROMISES = Map(
+    description="The versions the team image promises; every check compares against them.",
+    fields={
+        "python": VERSION,
+        "torch": VERSION,
+        "torchvision": VERSION,
+        "torchaudio": VERSION,
+        "cuda": Str(pattern=r"none|[0-9]+\.[0-9]+", hint="a CUDA version such as 12.6, or none"),
+        "cudnn": Str(pattern=r"none|[0-9][0-9.]*", hint="a cuDNN version such as 9.5.1, or none"),
+    },
+    required=("python", "torch", "cuda"),
+)
+IMAGE = Map(
+    description="The ONE team image, pinned.",
+    fields={
+        "reference": Str(
+            check=_reference, description="Repository, e.g. registry:5000/team/pytorch."
+        ),
+        "digest": Str(pattern=image_ref.DIGEST_RE.pattern[1:-1], hint="sha256: and 64 hex digits"),
+        "id": Str(
+            pattern=image_ref.DIGEST_RE.pattern[1:-1],
+            hint="sha256: and 64 hex digits",
+            description="The image ID (config digest): verifies an image loaded from an archive.",
+        ),
+        "source": Str(choices=("pull", "build"), description="pull the digest, or build here."),
+        "flavour": Str(choices=("cuda", "cpu"), description="cpu: a machine without a GPU."),
+        "promises": PROMISES,
+    },
+    required=("reference", "source", "promises"),
+)
+REGISTRY = Map(
+    description="The team registry and its credentials (keep the password in Vault).",
+    fields={
+        "address": Str(description="host[:port] of the registry."),
+        "username": Str(),
+        "password": Secret(),
+        "insecure": Bool(description="true: plain HTTP (test beds only)."),
+    },
+    required=("address",),
+)
+WORKSPACE = Map(
+    fields={
+        "kind": Str(choices=tuple(KIND_OFFSETS)),
+        "port": Int(minimum=1024, maximum=65535, description="A fixed host port."),
+    },
+    required=("kind",),
+)
+VOLUME = Map(
+    fields={
+        "source": Str(check=_absolute),
+        "target": Str(check=_absolute),
+        "read_only": Bool(),
+    },
+    required=("source", "target"),
+)
+LIMITS = Map(
+    fields={
+        "memory": SIZE,
+        "cpus": Num(),
+        "pids": Int(minimum=64),
+        "shm_size": SIZE,
+    },
+)
+USER = Map(
+    fields={
+        "name": Str(pattern=USER_NAME, hint="lower-case letters, digits, '_' or '-', max 32"),
+        "uid": Int(minimum=1000, maximum=65533),
+        "gid": Int(minimum=1000, maximum=65533),
+        "host": Str(),
+        "ssh_keys": ListOf(Str()),
+        "workspaces": ListOf(WORKSPACE, min_items=1),
+        "gpus": AnyOf(
+            (
+                ListOf(
+                    AnyOf(
+                        (
+                            Int(minimum=0),
+                            Str(pattern=GPU_UUID, hint="a GPU index or a GPU-/MIG- UUID"),
+                        )
+                    )
+                ),
+                Map(fields={"count": Int(minimum=1)}, required=("count",)),
+            )
+        ),
+        "volumes": ListOf(VOLUME),
+        "limits": LIMITS,
+        "jupyter_token": Secret(
+            description="The user's Jupyter token (keep it in Vault); generated once when absent."
+        ),
+        "jupyter_password_hash": Secret(
+            description="An argon2 hash from jupyter_server.auth.passwd for the browser login."
+        ),
+    },
+    required=("name", "uid", "host", "workspaces"),
+)
+
+# Variables that may differ per host, resolved with Ansible's precedence.
+HOST_VARIABLES: dict[str, Node] = {
+    "gpuprov_gpu": GPU,
+    "gpuprov_port_range": PORT_RANGE,
+    "gpuprov_bind_address": Str(check=_ip),
+    "gpuprov_data_root": Str(check=_absolute),
+    "gpuprov_docker_manage": Bool(),
+    "gpuprov_docker_host": Str(
+        pattern=r"(unix|tcp|ssh)://\S+", hint="an address such as unix:///var/run/docker.sock"
+    ),
+    "gpuprov_nvidia_driver_manage": Bool(),
+    "gpuprov_container_toolkit_manage": Bool(),
+}
+# Variables that describe the team, so they must hold for all hosts alike.
+TEAM_VARIABLES: dict[str, Node] = {
+    "gpuprov_image": IMAGE,
+    "gpuprov_users": ListOf(USER),
+    "gpuprov_registry": REGISTRY,
+}
+ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
+
+
+# What a shared variable is when the inventory does not set it; the check and
+# every role (through the gpuprov_default filter) read these, nothing restates them.
+DEFAULTS: dict[str, Any] = {
+    "gpuprov_port_range": {"first": 20000, "last": 20999},
+    "gpuprov_bind_address": "127.0.0.1",
+    "gpuprov_data_root": "/srv/gpuprov",
+    "gpuprov_docker_manage": False,
+    "gpuprov_docker_host": "unix:///var/run/docker.sock",
+    "gpuprov_nvidia_driver_manage": False,
+    "gpuprov_container_toolkit_manage": False,
+}
+# Variables a playbook reads in a play keyword (serial), where only -e reaches.
+RUN_VARIABLES = {"gpuprov_rollout_batch": "playbooks/upgrade.yml"}
+# Facts gpuprov's roles set during a run; an inventory that sets one would be overridden.
+FACTS = {"gpuprov_team_image_run": "the team_image role"}
+
+
+def default(name: str) -> Any:
+    """The default of a shared ``gpuprov_*`` variable, for the roles."""
+    if name not in DEFAULTS:
+        raise KeyError(
+            f"{name} has no shared default (declared with defaults: {', '.join(sorted(DEFAULTS))})"
+        )
+    return DEFAULTS[name]
