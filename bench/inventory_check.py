@@ -1,10 +1,13 @@
 """How long `gpuprov check` takes, and how much memory, as a team grows.
 
-Prints figures; it passes or fails nothing. Run: .venv/bin/python bench/inventory_check.py
+Prints figures and saves them to bench/results/inventory_check.json; it passes
+or fails nothing. Run: .venv/bin/python bench/inventory_check.py
 """
 
 from __future__ import annotations
 
+import json
+import resource
 import statistics
 import tempfile
 import time
@@ -13,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from gpuprov import inventory_files
-from gpuprov.core import inventory
+from gpuprov.ansible_inventory import AnsibleInventory, Sources
+from gpuprov.core import plan, rules
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMzjXvHtlJ49DHi0H0CohR57B2kq6FDXKIrx7a1ol85a u@bench"
 DIGEST = "sha256:" + "ab" * 32
@@ -50,27 +53,52 @@ def write_team(root: Path, hosts: int, users_per_host: int) -> None:
     (root / "group_vars/all/users.yml").write_text(yaml.safe_dump({"gpuprov_users": users}))
 
 
-def measure(hosts: int, users_per_host: int, rounds: int = 5) -> None:
+def check(root: Path) -> plan.Fleet:
+    """What `gpuprov check` and `gpuprov plan` do: Ansible reads, gpuprov validates and plans."""
+    found = AnsibleInventory(Sources(inventory=[str(root)])).inventory()
+    findings = rules.check(found)
+    if findings:
+        raise SystemExit("\n".join(map(str, findings)))
+    return rules.fleet(found)
+
+
+def measure(hosts: int, users_per_host: int, rounds: int = 5) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_team(root, hosts, users_per_host)
         timings = []
         for _ in range(rounds):
             start = time.perf_counter()
-            plan = inventory.fleet(inventory_files.load(root))
+            fleet = check(root)
             timings.append(time.perf_counter() - start)
         tracemalloc.start()
-        inventory.fleet(inventory_files.load(root))
+        check(root)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
+    figures = {
+        "hosts": hosts,
+        "users": hosts * users_per_host,
+        "workspaces": len(fleet.workspaces),
+        "median_s": statistics.median(timings),
+        "min_s": min(timings),
+        "peak_traced_mib": peak / 2**20,
+    }
     print(
-        f"{hosts:>4} hosts {hosts * users_per_host:>5} users {len(plan.workspaces):>5} workspaces: "
+        f"{hosts:>4} hosts {hosts * users_per_host:>5} users {len(fleet.workspaces):>5} workspaces: "
         f"median {statistics.median(timings) * 1000:8.1f} ms, "
         f"min {min(timings) * 1000:8.1f} ms, peak {peak / 2**20:6.1f} MiB"
     )
+    return figures
 
 
 if __name__ == "__main__":
-    print("gpuprov check (load + validate + plan), median of 5 rounds")
-    for hosts, per_host in ((3, 5), (30, 8), (100, 8), (300, 8)):
-        measure(hosts, per_host)
+    print("gpuprov check (Ansible loads, gpuprov validates and plans), median of 5 rounds")
+    rows = [measure(hosts, per_host) for hosts, per_host in ((3, 5), (30, 8), (100, 8), (300, 8))]
+    # Peak resident memory of the whole process, Ansible's imports included.
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process peak RSS {rss_mib:.1f} MiB")
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    saved = results / "inventory_check.json"
+    saved.write_text(json.dumps({"rows": rows, "peak_rss_mib": rss_mib}, indent=2) + "\n")
+    print(f"saved {saved}")

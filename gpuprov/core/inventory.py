@@ -45,7 +45,10 @@ class Sourced:
         while path:
             if path in self.parts:
                 return self.parts[path]
-            path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+            parent = re.sub(r"(\.[^.\[]+|\[[^\]]*\])$", "", path)
+            if parent == path:
+                break
+            path = parent
         return self.origin
 
 
