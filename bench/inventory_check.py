@@ -84,7 +84,8 @@ def measure(hosts: int, users_per_host: int, rounds: int = 5) -> dict[str, float
         "peak_traced_mib": peak / 2**20,
     }
     print(
-        f"{hosts:>4} hosts {hosts * users_per_host:>5} users {len(fleet.workspaces):>5} workspaces: "
+        f"{hosts:>4} hosts {hosts * users_per_host:>5} users "
+        f"{len(fleet.workspaces):>5} workspaces: "
         f"median {statistics.median(timings) * 1000:8.1f} ms, "
         f"min {min(timings) * 1000:8.1f} ms, peak {peak / 2**20:6.1f} MiB"
     )

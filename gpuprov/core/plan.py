@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .allocation import GpuAssignment, GpuRequest, PortRange, assign_gpus, default_port
-from .inventory import Inventory, Sourced
+from .inventory import Inventory, Sourced, subject_of
 from .variables import DEFAULTS
 
 
@@ -76,16 +76,21 @@ def host_plan(name: str, variables: dict[str, Sourced]) -> HostPlan:
 
 
 def team_value(inventory: Inventory, name: str) -> Sourced | None:
-    """A team variable as most hosts see it (the rules make every host see the same)."""
-    counts: dict[str, tuple[int, Sourced]] = {}
-    for variables in inventory.hosts.values():
+    """A team variable as group 'all' sets it, else as most hosts see it.
+
+    The rules make every host see the same value; until then, the copy in
+    group_vars/all is the one the others are reported against.
+    """
+    counts: dict[str, tuple[bool, int, Sourced]] = {}
+    for host, variables in sorted(inventory.hosts.items()):
         found = variables.get(name)
         if found is not None:
-            seen, first = counts.get(found.file, (0, found))
-            counts[found.file] = (seen + 1, first)
+            for_all = subject_of(found.origin, host) == "group 'all'"
+            _, seen, first = counts.get(found.file, (for_all, 0, found))
+            counts[found.file] = (for_all, seen + 1, first)
     if not counts:
         return None
-    return max(counts.values(), key=lambda pair: pair[0])[1]
+    return max(counts.values(), key=lambda entry: entry[:2])[2]
 
 
 def workspace_port(user: dict[str, Any], workspace: dict[str, Any], ports: PortRange) -> int:

@@ -67,10 +67,7 @@ def _targets(inventory):
 def test_status_reports_a_stopped_host_as_unreachable(testbed, inventory, capsys):
     testbed.stop_host("oldgpu")
     try:
-        results = {
-            r.target.name: r
-            for r in fleet.probe_all(_targets(inventory), timeout=3)
-        }
+        results = {r.target.name: r for r in fleet.probe_all(_targets(inventory), timeout=3)}
         assert results["oldgpu"].status is None and results["oldgpu"].error
         assert results["h100"].status is not None
         assert cli.main(["status", "-i", str(inventory), "--timeout", "3"]) == 1

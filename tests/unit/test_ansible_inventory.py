@@ -1,4 +1,4 @@
-"""Inventories read through ansible-core: every source Ansible accepts, resolved as it resolves them.
+"""Inventories read through ansible-core: every source Ansible accepts, resolved its way.
 
 Each test writes a real inventory and compares gpuprov's reading with
 `ansible-inventory`'s, the command the playbook's own view comes from.
@@ -149,7 +149,8 @@ def test_constructed_groups_are_real_groups(tmp_path):
                 groups:
                   desk_side: gpuprov_gpu.shared | default(false)
                 compose:
-                  gpuprov_bind_address: "'10.9.9.9' if gpuprov_gpu.shared | default(false) else '127.0.0.1'"
+                  gpuprov_bind_address: >-
+                    gpuprov_gpu.shared | default(false) | ternary('10.9.9.9', '127.0.0.1')
                 """,
             "group_vars/all/image.yml": IMAGE,
             "group_vars/desk_side.yml": "gpuprov_docker_manage: true\n",
@@ -161,6 +162,8 @@ def test_constructed_groups_are_real_groups(tmp_path):
     assert rules.check(found) == []
     assert found.hosts["ws-rtx4080"]["gpuprov_docker_manage"].value is True
     assert "gpuprov_docker_manage" not in found.hosts["gpu-h100"]
+    # Composed variables are what the play sees too.
+    assert found.hosts["ws-rtx4080"]["gpuprov_bind_address"].value == "10.9.9.9"
 
 
 def test_several_sources_merge_as_ansible_merges_them(tmp_path):
@@ -251,7 +254,8 @@ def test_vaulted_users_file_is_checked_in_full_with_its_password(vaulted, capsys
 def test_limit_takes_ansible_patterns(pattern, hosts, capsys):
     assert cli.main(["plan", "-i", str(REPO / "inventories/example"), "-l", pattern]) == 0
     out = capsys.readouterr().out
-    listed = sorted({h for h in re.findall(r"^\S+", out, re.M)} & {"gpu-h100", "gpu-l40s", "ws-rtx4080"})
+    example = {"gpu-h100", "gpu-l40s", "ws-rtx4080"}
+    listed = sorted(set(re.findall(r"^\S+", out, re.M)) & example)
     assert listed == hosts, out
 
 
@@ -296,8 +300,6 @@ def test_every_gpuprov_variable_the_content_reads_is_declared():
         for name in re.findall(r"\b(gpuprov_[a-z_]+)\b", path.read_text()):
             used.setdefault(name, str(path.relative_to(REPO)))
     undeclared = {
-        name: where
-        for name, where in used.items()
-        if name not in known and name not in callables
+        name: where for name, where in used.items() if name not in known and name not in callables
     }
     assert not undeclared, f"read but not declared in gpuprov/core/variables.py: {undeclared}"

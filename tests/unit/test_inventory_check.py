@@ -188,10 +188,7 @@ def test_adding_a_user_moves_nobody_elses_port(tmp_path):
     import shutil
 
     shutil.copytree(REPO / "inventories/example", tmp_path / "inv")
-    before = {
-        (w.user, w.kind): w.port
-        for w in rules.fleet(load(tmp_path / "inv")).workspaces
-    }
+    before = {(w.user, w.kind): w.port for w in rules.fleet(load(tmp_path / "inv")).workspaces}
     users = tmp_path / "inv/group_vars/all/users.yml"
     users.write_text(
         users.read_text().replace(
@@ -200,10 +197,7 @@ def test_adding_a_user_moves_nobody_elses_port(tmp_path):
             "    workspaces:\n      - kind: jupyter\n",
         )
     )
-    after = {
-        (w.user, w.kind): w.port
-        for w in rules.fleet(load(tmp_path / "inv")).workspaces
-    }
+    after = {(w.user, w.kind): w.port for w in rules.fleet(load(tmp_path / "inv")).workspaces}
     assert {k: v for k, v in after.items() if k[0] != "aaron"} == before
     assert after["aaron", "jupyter"] == 20998  # uid 999 slots past 1000 wraps to slot 499
 
