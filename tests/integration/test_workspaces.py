@@ -34,6 +34,8 @@ BIN = Path(sys.executable).parent
 ENTRYPOINT = REPO / "roles/team_image/templates/build/gpuprov-workspace.j2"
 JUPYTERLAB = "jupyterlab==4.6.6"
 PORTS = PortRange(20000, 20999)
+PRIORITY_RANGE = {"first": PORTS.first, "last": PORTS.last}
+SHADOWED_RANGE = {"first": 30000, "last": 30999}
 PROMISES = {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none"}
 HOSTS = ("h100", "oldgpu")
 VAULT_PASSWORD = "gpuprov-test-vault"
@@ -200,7 +202,17 @@ class Team:
             for h in self.hosts
         }
         (self.root / "inv/group_vars/all").mkdir(parents=True, exist_ok=True)
-        (self.root / "inv/hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+        # h100 is in two groups; the priority, not the name order, picks lan_a's range.
+        groups = {
+            "lan_a": {
+                "hosts": {"h100": {}},
+                "vars": {"ansible_group_priority": 10, "gpuprov_port_range": PRIORITY_RANGE},
+            },
+            "lan_b": {"hosts": {"h100": {}}, "vars": {"gpuprov_port_range": SHADOWED_RANGE}},
+        }
+        (self.root / "inv/hosts.yml").write_text(
+            yaml.safe_dump({"all": {"hosts": hosts, "children": groups}})
+        )
         team = {
             "gpuprov_image": self.image,
             "workspaces_image": f"{self.image['reference']}@{self.image['digest']}",
@@ -393,6 +405,30 @@ def test_first_run_starts_every_workspace(team, testbed):
 def test_second_run_changes_nothing(team):
     again = team.play()
     assert {h: r["changed"] for h, r in recap(again).items()} == {"h100": 0, "oldgpu": 0}
+
+
+def test_plan_ansible_and_the_container_agree_for_a_host_in_two_groups(team, testbed):
+    inventory = str(team.root / "inv")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    seen = json.loads(
+        subprocess.run(
+            [str(BIN / "ansible-inventory"), "-i", inventory, "--host", "h100"],
+            capture_output=True, text=True, check=True, env=env,
+        ).stdout
+    )  # fmt: skip
+    assert seen["gpuprov_port_range"] == PRIORITY_RANGE
+    planned = json.loads(
+        subprocess.run(
+            [str(BIN / "gpuprov"), "plan", "-i", inventory, "-l", "h100", "--json"],
+            capture_output=True, text=True, check=True, env=env,
+        ).stdout
+    )  # fmt: skip
+    ports = {w["user"] + "-" + w["kind"]: w["port"] for w in planned}
+    assert ports["alice-jupyter"] == port(2001, "jupyter")
+    for name, planned_port in ports.items():
+        bindings = inspect(testbed, "h100", f"gpuprov-{name}")["HostConfig"]["PortBindings"]
+        published = {int(b["HostPort"]) for bound in bindings.values() for b in bound}
+        assert published == {planned_port}, name
 
 
 def test_jupyter_answers_with_the_token_and_refuses_without(team, testbed):
