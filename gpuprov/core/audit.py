@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
+from .labels import label_for
 from .torch_matrix import (
     CPU_BUILD,
     RELEASES,
@@ -30,13 +31,13 @@ INSPECTOR_SCHEMA = "gpuprov.inspector/1"
 # (package_manager is the one manager the image was built with: pip, uv or conda).
 IMAGE_LABELS: Mapping[str, str] = MappingProxyType(
     {
-        "python": "org.gpuprov.python",
-        "torch": "org.gpuprov.torch",
-        "torchvision": "org.gpuprov.torchvision",
-        "torchaudio": "org.gpuprov.torchaudio",
-        "cuda": "org.gpuprov.cuda",
-        "cudnn": "org.gpuprov.cudnn",
-        "package_manager": "org.gpuprov.package-manager",
+        "python": label_for("python"),
+        "torch": label_for("torch"),
+        "torchvision": label_for("torchvision"),
+        "torchaudio": label_for("torchaudio"),
+        "cuda": label_for("cuda"),
+        "cudnn": label_for("cudnn"),
+        "package_manager": label_for("package-manager"),
     }
 )
 

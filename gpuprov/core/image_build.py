@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from . import image_ref
+from .labels import label_for
 from .torch_matrix import CPU_BUILD, build_for_cuda_version
 
-LABEL_PREFIX = "org.gpuprov."
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
-PACKAGE_MANAGER_LABEL = f"{LABEL_PREFIX}package-manager"
+PACKAGE_MANAGER_LABEL = label_for("package-manager")
 PACKAGE_MANAGERS = ("pip", "conda")
 # Build inputs: what a person needs to rebuild the same image.
 BUILD_LABELS = {
-    "base": f"{LABEL_PREFIX}build.base",
-    "base_digest": f"{LABEL_PREFIX}build.base-digest",
-    "index": f"{LABEL_PREFIX}build.index",
-    "requirements": f"{LABEL_PREFIX}build.requirements",
+    "base": label_for("build.base"),
+    "base_digest": label_for("build.base-digest"),
+    "index": label_for("build.index"),
+    "requirements": label_for("build.requirements"),
 }
 OCI_BASE_NAME = "org.opencontainers.image.base.name"
 OCI_BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -87,7 +87,7 @@ def labels(
     inputs: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The promise labels (audited against the pin) and the build-input labels."""
-    found = {f"{LABEL_PREFIX}{key}": str(value) for key, value in sorted(promises.items())}
+    found = {label_for(key): str(value) for key, value in sorted(promises.items())}
     found[PACKAGE_MANAGER_LABEL] = package_manager
     for key, value in sorted((inputs or {}).items()):
         if key not in BUILD_LABELS:

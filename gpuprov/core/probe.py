@@ -10,6 +10,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from .labels import IMAGE_LABEL, USER_LABEL
 from .nvidia import (
     QUERY_GPU_ARGS,
     DriverState,
@@ -20,8 +21,6 @@ from .nvidia import (
 )
 
 SEPARATOR = "@@gpuprov@@"
-WORKSPACE_LABEL = "org.gpuprov.user"
-IMAGE_LABEL = "org.gpuprov.image"
 
 
 def _section(name: str, command: str) -> str:
@@ -38,12 +37,12 @@ PROBE_SCRIPT = "; ".join(
         _section("docker", "docker version --format '{{.Server.Version}}'"),
         _section(
             "workspaces",
-            f"docker ps --filter label={WORKSPACE_LABEL} "
-            "--format '{{.Label \"" + WORKSPACE_LABEL + "\"}} {{.Names}} {{.Status}}'",
+            f"docker ps --filter label={USER_LABEL} "
+            "--format '{{.Label \"" + USER_LABEL + "\"}} {{.Names}} {{.Status}}'",
         ),
         _section(
             "images",
-            f"docker ps --filter label={WORKSPACE_LABEL} "
+            f"docker ps --filter label={USER_LABEL} "
             "--format '{{.Label \"" + IMAGE_LABEL + "\"}}'",
         ),
     ]

@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+from .labels import IMAGE_LABEL, KIND_LABEL, SPEC_LABEL, USER_LABEL
 from .plan import WorkspacePlan
 
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222}
@@ -18,7 +19,6 @@ PASSWORD_HASH_IN_CONTAINER = "/run/secrets/jupyter-password-hash"
 SSH_DIR_IN_CONTAINER = "/gpuprov/ssh"
 # NVIDIA's PyTorch containers ask for these: pinned memory and deep recursion.
 ULIMITS = ("memlock:-1:-1", "stack:67108864:67108864")
-LABEL = "org.gpuprov."
 
 
 def container_name(user: str, kind: str) -> str:
@@ -94,10 +94,10 @@ def container_spec(
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     spec["labels"] = {
-        f"{LABEL}user": plan.user,
-        f"{LABEL}kind": plan.kind,
-        f"{LABEL}image": image,
-        f"{LABEL}spec": digest,
+        USER_LABEL: plan.user,
+        KIND_LABEL: plan.kind,
+        IMAGE_LABEL: image,
+        SPEC_LABEL: digest,
     }
     return spec
 
@@ -124,7 +124,7 @@ def stale_containers(
     stale = []
     for container in containers:
         labels = container.get("Labels") or {}
-        user = labels.get(f"{LABEL}user")
+        user = labels.get(USER_LABEL)
         name = _container_name(container)
         if user is None or name in wanted:
             continue
@@ -132,7 +132,7 @@ def stale_containers(
             {
                 "name": name,
                 "user": user,
-                "kind": labels.get(f"{LABEL}kind", "?"),
+                "kind": labels.get(KIND_LABEL, "?"),
                 "data": user_dir(data_root, user),
             }
         )
@@ -273,8 +273,8 @@ def running_image(containers: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for container in containers:
         labels = container.get("Labels") or {}
-        image = labels.get(f"{LABEL}image")
-        if labels.get(f"{LABEL}user") is None or not image:
+        image = labels.get(IMAGE_LABEL)
+        if labels.get(USER_LABEL) is None or not image:
             continue
         counts[image] = counts.get(image, 0) + 1
     if not counts:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import image_build, rules, variables, workspace
+from gpuprov.core import image_build, labels, rules, variables, workspace
 from gpuprov.core.plan import WorkspacePlan
 
 
@@ -71,6 +71,7 @@ class FilterModule:
         return {
             "gpuprov_workspaces": workspaces,
             "gpuprov_default": variables.default,
+            "gpuprov_label": labels.label_for,
             "gpuprov_container_spec": container_spec,
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,
