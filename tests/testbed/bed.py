@@ -277,6 +277,10 @@ class TestBed:
             "seccomp=unconfined",
             "--security-opt",
             "apparmor=unconfined",
+            # /proc/sys is read-only in the host, so the inner dockerd cannot switch
+            # forwarding on itself; a new namespace does not always inherit it on.
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
             # The inner engine's overlay2 needs a non-overlay filesystem under it.
             "-v",
             "/var/lib/docker",
