@@ -12,15 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
-from .labels import label_for
+from .labels import PACKAGE_MANAGER_LABEL, label_for
 from .torch_matrix import (
     CPU_BUILD,
     RELEASES,
+    TORCH_FAMILY,
     build_for_cuda_version,
     cuda_build_of,
     cuda_build_of_conda,
     cuda_version_of_build,
     minor_of,
+    no_cuda,
     public_version,
     release_for,
 )
@@ -37,17 +39,14 @@ IMAGE_LABELS: Mapping[str, str] = MappingProxyType(
         "torchaudio": label_for("torchaudio"),
         "cuda": label_for("cuda"),
         "cudnn": label_for("cudnn"),
-        "package_manager": label_for("package-manager"),
+        "package_manager": PACKAGE_MANAGER_LABEL,
     }
 )
 
 PROMISE_KEYS = ("python", "torch", "torchvision", "torchaudio", "cuda", "cudnn")
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 FAIL = "fail"
 WARN = "warn"
 
-# How a pin or label spells "no CUDA": the CPU flavour of the image.
-_NO_CUDA = {"", "none", "cpu"}
 # conda package names whose Python distribution has another name; used only when a
 # conda record does not list its files.
 _CONDA_TO_DIST = {"pytorch": "torch"}
@@ -101,10 +100,6 @@ class AuditReport:
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _no_cuda(value: object) -> bool:
-    return value is None or str(value).strip().lower() in _NO_CUDA
 
 
 def _matches(promise: str, actual: str | None) -> bool:
@@ -470,7 +465,7 @@ def _check_labels(
         value = labels.get(label)
         if key == "cuda":
             same = value is not None and (
-                _no_cuda(value) if _no_cuda(promise) else value.strip() == str(promise)
+                no_cuda(value) if no_cuda(promise) else value.strip() == str(promise)
             )
             absent_ok = False
         else:
@@ -478,7 +473,7 @@ def _check_labels(
             absent_ok = promise is None and not value
         if same or absent_ok:
             continue
-        if key == "cuda" and _no_cuda(promise):
+        if key == "cuda" and no_cuda(promise):
             promise = "none"
         findings.append(
             Finding(
@@ -545,7 +540,7 @@ def audit_image(
     if not isinstance(environments_raw, list):
         raise AuditInputError("the inspector output has no 'environments' list")
     promises = _promises(pin)
-    cpu_image = _no_cuda(promises.get("cuda"))
+    cpu_image = no_cuda(promises.get("cuda"))
     cuda_promise = None if cpu_image else str(promises["cuda"])
     cuda_env = cuda_version.strip() if cuda_version and cuda_version.strip() else None
 

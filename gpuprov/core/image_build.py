@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from . import image_ref
-from .labels import label_for
-from .torch_matrix import CPU_BUILD, build_for_cuda_version
+from .labels import PACKAGE_MANAGER_LABEL, label_for
+from .torch_matrix import CPU_BUILD, TORCH_FAMILY, build_for_cuda_version, no_cuda
 
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
-PACKAGE_MANAGER_LABEL = label_for("package-manager")
 PACKAGE_MANAGERS = ("pip", "conda")
 # Build inputs: what a person needs to rebuild the same image.
 BUILD_LABELS = {
@@ -32,14 +30,10 @@ class BuildInputError(ValueError):
     """The build inputs would give an image that is not reproducible or not auditable."""
 
 
-def _no_cuda(value: object) -> bool:
-    return value is None or str(value).strip().lower() in ("", "none", "cpu")
-
-
 def cuda_build(promises: Mapping[str, object]) -> str:
     """The wheel build the pin asks for: 'cpu' or 'cu126'."""
     cuda = promises.get("cuda")
-    return CPU_BUILD if _no_cuda(cuda) else build_for_cuda_version(str(cuda))
+    return CPU_BUILD if no_cuda(cuda) else build_for_cuda_version(str(cuda))
 
 
 def torch_index(promises: Mapping[str, object], base_url: str = PYTORCH_INDEX) -> str:

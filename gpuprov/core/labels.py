@@ -8,6 +8,8 @@ USER_LABEL = f"{PREFIX}user"
 KIND_LABEL = f"{PREFIX}kind"
 IMAGE_LABEL = f"{PREFIX}image"
 SPEC_LABEL = f"{PREFIX}spec"
+# On images: the one package manager the image was built with (pip, uv or conda).
+PACKAGE_MANAGER_LABEL = f"{PREFIX}package-manager"
 
 
 def label_for(name: str) -> str:

@@ -17,6 +17,13 @@ import re
 from dataclasses import dataclass
 
 CPU_BUILD = "cpu"
+# The packages released together as one PyTorch version.
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+def no_cuda(value: object) -> bool:
+    """Whether a pin or label says "no CUDA" (the CPU flavour): unset, "", "none" or "cpu"."""
+    return value is None or str(value).strip().lower() in ("", "none", "cpu")
 
 
 @dataclass(frozen=True)
