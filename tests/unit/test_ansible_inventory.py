@@ -303,3 +303,38 @@ def test_every_gpuprov_variable_the_content_reads_is_declared():
         name: where for name, where in used.items() if name not in known and name not in callables
     }
     assert not undeclared, f"read but not declared in gpuprov/core/variables.py: {undeclared}"
+
+
+GPUPROV = Path(sys.executable).parent / "gpuprov"
+
+
+def test_version_is_printed(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert re.fullmatch(r"gpuprov \d+\.\d+\.\d+\n", capsys.readouterr().out)
+
+
+def test_check_json_gives_each_finding_with_its_line(capsys):
+    bad = Path(__file__).parent / "bad_inventories/duplicate-uid"
+    assert cli.main(["check", "-i", str(bad), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    first = report["errors"][0]
+    assert first["file"].endswith("users.yml") and first["line"] == 8
+    assert first["key"] == "gpuprov_users[1].uid" and first["fix"]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`gpuprov plan --json | head -1`: the pipe closes before gpuprov is done."""
+    proc = subprocess.Popen(
+        [str(GPUPROV), "plan", "--json", "-i", str(REPO / "inventories/example")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err, err
+    assert "BrokenPipe" not in err, err
