@@ -55,7 +55,9 @@ def _origin(value: Any) -> Origin | None:
     tag = value if isinstance(value, AnsibleOrigin) else AnsibleOrigin.get_tag(value)
     if tag is None or not (tag.path or tag.description):
         return None
-    return Origin(str(tag.path or tag.description), tag.line_num, tag.col_num)
+    # Extra vars are described, not located: "<CLI option '-e'>".
+    command_line = tag.path is None and "CLI option" in str(tag.description)
+    return Origin(str(tag.path or tag.description), tag.line_num, tag.col_num, command_line)
 
 
 @dataclass

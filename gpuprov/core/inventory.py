@@ -21,6 +21,8 @@ class Origin:
     file: str
     line: int | None = None
     column: int | None = None
+    # Given with -e: above every inventory, and where run-only variables belong.
+    command_line: bool = False
 
     def __str__(self) -> str:
         where = [self.file] + [str(n) for n in (self.line, self.column) if n is not None]

@@ -31,6 +31,8 @@ def _schema_findings(inventory: Inventory) -> Iterator[Finding]:
 
 def _variable_findings(name: str, sourced: Sourced, subject: str) -> Iterator[Finding]:
     if name in RUN_VARIABLES:
+        if sourced.origin.command_line:
+            return
         yield Finding.at(
             sourced.origin,
             subject,

@@ -10,10 +10,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_site(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_play(inventory, "site.yml", *args)
+
+
+def run_play(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     env["PATH"] = f"{REPO / '.venv/bin'}:{env['PATH']}"
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), "site.yml", *args],
+        ["ansible-playbook", "-i", str(inventory), playbook, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -49,3 +53,22 @@ def test_check_mode_also_stops_on_a_bad_inventory():
     result = run_site(REPO / "tests/unit/bad_inventories/unknown-host", "--check")
     assert result.returncode != 0
     assert "host 'gpu9' is not in the inventory" in result.stdout
+
+
+def test_the_check_validates_the_plays_own_variables_extra_vars_too():
+    """What the roles will read is what is checked: -e outranks every inventory file."""
+    example = REPO / "inventories/example"
+    bad = run_play(example, "playbooks/check.yml", "-e", "gpuprov_bind_address=not-an-ip")
+    assert bad.returncode != 0
+    assert "<CLI option '-e'>: host 'gpu-h100': gpuprov_bind_address: " in bad.stdout
+    assert "is not an IP address" in bad.stdout
+
+
+def test_a_run_variable_belongs_on_the_command_line():
+    example = REPO / "inventories/example"
+    given = run_play(example, "playbooks/check.yml", "-e", "gpuprov_rollout_batch=2")
+    assert given.returncode == 0, given.stdout
+    in_file = run_play(REPO / "tests/unit/bad_inventories/rollout-batch-in-inventory",
+                       "playbooks/check.yml")  # fmt: skip
+    assert in_file.returncode != 0
+    assert "gpuprov_rollout_batch: is read by playbooks/upgrade.yml" in in_file.stdout
