@@ -465,7 +465,9 @@ class TestBed:
             "-o",
             "LogLevel=ERROR",
             "-o",
-            f"ProxyCommand=nsenter --net={netns.path(NETNS)} nc %h %p",
+            # ssh ends its proxy with SIGHUP; under nohup (or a CI runner) the proxy
+            # would inherit SIGHUP ignored, outlive ssh and hold its pipes open.
+            f"ProxyCommand=env --default-signal=HUP nsenter --net={netns.path(NETNS)} nc %h %p",
         ]
 
     def ssh_argv(self, host: str) -> list[str]:
