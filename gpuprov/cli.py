@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from importlib import metadata
 
-from .core import image_pin, inventory, plan, probe, rules
+from .core import image_pin, inventory, knowledge, plan, probe, rules
+from .core.text_table import text_table
 
 
 def _load(args: argparse.Namespace) -> tuple[inventory.Inventory, list[str]]:
@@ -95,9 +96,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(text_table(header, rows))
 
 
 def _pin(args: argparse.Namespace) -> dict:
@@ -148,6 +147,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         for problem in s.problems:
             print(f"{'':<14} ! {problem}")
     return 1 if failed else 0
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    found = knowledge.report()
+    print(json.dumps(found, indent=2) if args.json else knowledge.render(found))
+    return 0
 
 
 def _version() -> str:
@@ -204,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("image", help="image name, reference@digest or ID (on the local engine)")
     audit.add_argument("--json", action="store_true", help="print JSON")
     audit.add_argument("-H", "--docker-host", help="Docker daemon (default: DOCKER_HOST)")
+    facts = commands.add_parser(
+        "facts",
+        help="Print the driver, CUDA, PyTorch and toolkit tables the checks use, with sources.",
+        description="Print the driver, CUDA, PyTorch and toolkit tables the checks use, "
+        "with their sources and the date they were last checked.",
+    )
+    facts.add_argument("--json", action="store_true", help="print JSON")
+    facts.set_defaults(handler=cmd_facts)
     pin = add("image", cmd_image_pin, "Print the pin (YAML) of a pushed gpuprov-built image.")
     pin.add_argument("action", choices=["pin"], help="pin: print the pin to commit")
     pin.add_argument("image", help="the pushed image, e.g. registry:5000/team/pytorch:TAG")

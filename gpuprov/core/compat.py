@@ -1,19 +1,32 @@
 """Compatibility facts of the NVIDIA / CUDA / PyTorch stack, as data with sources.
 
 Each table names the page it was copied from; re-check a row against that page
-before relying on it for a release newer than the table.
+before relying on it for a release newer than the table. `TABLES_UPDATED` is
+when the tables were last checked against their sources: a release newer than
+them is answered from the host's and the image's own evidence, with a warning
+that names this date, never with a silent pass or a crash.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .torch_matrix import RELEASES
 from .versions import Version, VersionError, major_minor, parse_version
+
+# The month the tables below were last checked against their sources.
+TABLES_UPDATED = "2026-12"
 
 
 class CompatError(ValueError):
     """A question the tables cannot answer (an unknown CUDA version or build)."""
+
+
+def beyond_tables(what: str) -> str:
+    """The words every "newer than gpuprov knows" finding starts with."""
+    return f"{what} is beyond gpuprov's table (updated {TABLES_UPDATED})"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,16 @@ DRIVER_TABLE_SOURCE = Source(
 )
 
 
+def _installer(toolkit: str, driver: str) -> Source:
+    # NVIDIA names each Linux runfile after the toolkit and the driver it bundles,
+    # which is the release notes' minimum for that toolkit.
+    return Source(
+        f"NVIDIA CUDA {toolkit} Linux runfile, bundling driver {driver}",
+        f"https://developer.download.nvidia.com/compute/cuda/{toolkit}/local_installers/"
+        f"cuda_{toolkit}_{driver}_linux.run",
+    )
+
+
 @dataclass(frozen=True)
 class DriverMinimum:
     """CUDA X.Y update N (0 = GA; toolkit X.Y.N) needs at least this Linux driver."""
@@ -40,6 +63,7 @@ class DriverMinimum:
     cuda: str
     update: int
     driver: str
+    source: Source = DRIVER_TABLE_SOURCE
 
 
 MIN_DRIVER_FOR_CUDA: tuple[DriverMinimum, ...] = (
@@ -57,6 +81,8 @@ MIN_DRIVER_FOR_CUDA: tuple[DriverMinimum, ...] = (
     DriverMinimum("12.5", 0, "555.42.02"),
     DriverMinimum("12.5", 1, "555.42.06"),
     DriverMinimum("12.6", 0, "560.28.03"),
+    DriverMinimum("12.6", 1, "560.35.03", _installer("12.6.1", "560.35.03")),
+    DriverMinimum("12.6", 2, "560.35.03", _installer("12.6.2", "560.35.03")),
     DriverMinimum("12.6", 3, "560.35.05"),
     DriverMinimum("12.8", 0, "570.26"),
     DriverMinimum("12.8", 1, "570.124.06"),
@@ -65,7 +91,16 @@ MIN_DRIVER_FOR_CUDA: tuple[DriverMinimum, ...] = (
     DriverMinimum("13.0", 0, "580.65.06"),
     DriverMinimum("13.0", 1, "580.82.07"),
     DriverMinimum("13.0", 2, "580.95.05"),
+    DriverMinimum("13.1", 0, "590.44.01", _installer("13.1.0", "590.44.01")),
+    DriverMinimum("13.1", 1, "590.48.01", _installer("13.1.1", "590.48.01")),
+    DriverMinimum("13.2", 0, "595.45.04", _installer("13.2.0", "595.45.04")),
+    DriverMinimum("13.2", 1, "595.58.03", _installer("13.2.1", "595.58.03")),
+    DriverMinimum("13.3", 0, "610.43.02", _installer("13.3.0", "610.43.02")),
+    DriverMinimum("13.3", 1, "610.43.02", _installer("13.3.1", "610.43.02")),
 )
+# CUDA 13.4 and 13.5 exist, but from 13.4.1 on NVIDIA's runfile names no longer
+# carry the driver, and their release notes' table was not readable here: they
+# are answered from the driver's own CUDA version, with a beyond-the-table warning.
 
 # --- Minor-version compatibility and forward compatibility -------------------
 
@@ -106,6 +141,7 @@ TORCH_CUDA_BUILDS: dict[str, str] = {
     "cu128": "12.8",
     "cu129": "12.9",
     "cu130": "13.0",
+    "cu132": "13.2",
 }
 
 _BUILDER_SCRIPT = Source(
@@ -174,6 +210,8 @@ WHEEL_ARCH_LISTS: tuple[WheelArchList, ...] = (
     WheelArchList(
         "cu130", "2.9", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"), _BUILD_SCRIPT_MAIN
     ),
+    # cu132 (torch 2.12 on) has no row: its arch list was not found in a stored
+    # source, so the gate says so and leaves the proof to the CUDA workload.
 )
 
 # --- NVIDIA Container Toolkit security floor --------------------------------
@@ -187,12 +225,20 @@ class Advisory:
     url: str
 
 
+# NVIDIA's bulletins (nvidia.com/security, github.com/NVIDIA/product-security),
+# each CVE with the first toolkit release that fixes it.
 TOOLKIT_ADVISORIES: tuple[Advisory, ...] = (
     Advisory(
         "CVE-2024-0132",
         "1.16.2",
         "TOCTOU in the container hook lets a crafted image reach the host file system",
         "https://nvd.nist.gov/vuln/detail/CVE-2024-0132",
+    ),
+    Advisory(
+        "CVE-2024-0135",
+        "1.17.3",
+        "improper isolation: a crafted image can modify a host binary",
+        "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/security.html",
     ),
     Advisory(
         "CVE-2025-23359",
@@ -205,6 +251,19 @@ TOOLKIT_ADVISORIES: tuple[Advisory, ...] = (
         "1.17.8",
         "LD_PRELOAD through the createContainer hook: root on the host (NVIDIAScape)",
         "https://nvd.nist.gov/vuln/detail/CVE-2025-23266",
+    ),
+    Advisory(
+        "CVE-2025-23267",
+        "1.17.8",
+        "link following in the update-ldcache hook: a crafted image tampers with host files",
+        "https://nvd.nist.gov/vuln/detail/CVE-2025-23267",
+    ),
+    Advisory(
+        "CVE-2026-24260",
+        "1.19.1",
+        "TOCTOU race in the toolkit: code execution and privilege escalation on the host "
+        "(all versions up to 1.19.0; bulletin 5850, June 2026)",
+        "https://github.com/NVIDIA/product-security/blob/main/2026/5850/5850.md",
     ),
 )
 
@@ -244,7 +303,10 @@ def newest_build_for_driver(driver: str) -> str | None:
     """The newest PyTorch CUDA build whose CUDA GA fully supports this driver."""
     version = parse_version(driver)
     fitting = [
-        build for build, cuda in TORCH_CUDA_BUILDS.items() if version >= min_driver_for_cuda(cuda)
+        build
+        for build, cuda in TORCH_CUDA_BUILDS.items()
+        if any(row.cuda == cuda for row in MIN_DRIVER_FOR_CUDA)
+        and version >= min_driver_for_cuda(cuda)
     ]
     return max(fitting, key=lambda build: parse_version(TORCH_CUDA_BUILDS[build]), default=None)
 
@@ -253,6 +315,8 @@ class Support(StrEnum):
     OK = "ok"
     MINOR_VERSION_COMPAT = "minor-version-compat"
     TOO_OLD = "too-old"
+    # Newer than the tables and the driver gave no evidence either way.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -263,6 +327,9 @@ class Verdict:
     required: str | None
     suggested_build: str | None
     message: str
+    # Set when the answer rests on evidence outside the tables (a release newer
+    # than them): what was beyond them and what was used instead.
+    beyond: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -275,19 +342,45 @@ def _remedy(suggested: str | None) -> str:
     return "upgrade the driver (no PyTorch CUDA build in gpuprov's table runs on it)"
 
 
+def _newest(values: Iterable[str]) -> Version:
+    return max((parse_version(v) for v in values), default=parse_version("0"))
+
+
+def _driver_beyond(drv: Version) -> str | None:
+    """The note for a driver branch newer than every driver in the table, else None."""
+    newest = _newest(row.driver for row in MIN_DRIVER_FOR_CUDA)
+    if drv.major <= newest.major:
+        return None
+    return (
+        f"{beyond_tables(f'driver {drv}')}, whose newest branch is {newest.major}; "
+        f"NVIDIA drivers run applications built with older CUDA (backward compatibility)"
+    )
+
+
 def driver_supports_cuda(driver: str, cuda: str, *, driver_cuda: str | None = None) -> Verdict:
     """Whether `driver` runs applications built with CUDA `cuda`.
 
-    `driver_cuda` is the "CUDA Version" nvidia-smi reports (the newest CUDA the
-    driver supports); it answers for CUDA releases newer than the table.
+    `driver_cuda` is the CUDA version nvidia-smi reports (the newest CUDA the
+    driver supports); it answers for CUDA releases newer than the table, with
+    a `beyond` note that says so.
     """
     drv = parse_version(driver)
     wanted = _cuda_version(cuda)
     try:
         required = min_driver_for_cuda(cuda)
-    except CompatError:
+    except CompatError as exc:
+        newer = major_minor(wanted) > _newest(row.cuda for row in MIN_DRIVER_FOR_CUDA)
+        where = beyond_tables(f"CUDA {cuda}") if newer else str(exc)
         if driver_cuda is None:
-            raise
+            return Verdict(
+                Support.UNKNOWN,
+                driver,
+                cuda,
+                None,
+                None,
+                f"{where}, and the driver did not report the CUDA version it supports: read "
+                f"'CUDA Version' (or 'CUDA UMD Version') in the `nvidia-smi` header by hand",
+            )
         if parse_version(driver_cuda) >= major_minor(wanted):
             return Verdict(
                 Support.OK,
@@ -296,6 +389,7 @@ def driver_supports_cuda(driver: str, cuda: str, *, driver_cuda: str | None = No
                 None,
                 None,
                 f"driver {driver} reports CUDA {driver_cuda} >= {cuda}",
+                beyond=f"{where}; the evidence is the CUDA version the driver reports",
             )
         required = None
     if required is not None and drv >= required:
@@ -306,6 +400,7 @@ def driver_supports_cuda(driver: str, cuda: str, *, driver_cuda: str | None = No
             required.text,
             None,
             f"driver {driver} >= {required} needed by CUDA {cuda}",
+            beyond=_driver_beyond(drv),
         )
     suggested = newest_build_for_driver(driver)
     shortfall = (
@@ -344,6 +439,8 @@ class ArchSupport(StrEnum):
     NATIVE = "native"
     PTX_JIT = "ptx-jit"
     UNSUPPORTED = "unsupported"
+    # The build's arch list is not in the table: only a CUDA operation can tell.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -353,6 +450,7 @@ class ArchVerdict:
     cc: str
     archs: tuple[str, ...]
     message: str
+    beyond: str | None = None
 
     @property
     def supported(self) -> bool:
@@ -392,7 +490,27 @@ def cuda_build_supports_cc(build: str, cc: str, torch: str | None = None) -> Arc
     newer GPU, which needs a driver that fully supports the build's CUDA.
     """
     gpu = major_minor(cc)
+    if not any(row.build == build for row in WHEEL_ARCH_LISTS):
+        known = ", ".join(dict.fromkeys(row.build for row in WHEEL_ARCH_LISTS))
+        subject = f"the GPU architecture list of the {build} wheels"
+        return ArchVerdict(
+            ArchSupport.UNKNOWN,
+            build,
+            cc,
+            (),
+            f"{beyond_tables(subject)}, which lists "
+            f"{known}: whether compute capability {cc} runs is shown by the CUDA workload "
+            f"check, or by hand with `python -c 'import torch; print(torch.cuda.get_arch_list())'` "
+            f"in the image",
+        )
     archs = wheel_arch_list(build, torch)
+    newest_torch = _newest(r.torch for r in RELEASES)
+    beyond = (
+        f"{beyond_tables(f'torch {torch}')}: the {build} arch list of the newest known "
+        f"release is assumed"
+        if torch and major_minor(torch) > newest_torch
+        else None
+    )
     sass = [parse_version(a.removesuffix("+PTX")) for a in archs]
     ptx = [parse_version(a.removesuffix("+PTX")) for a in archs if a.endswith("+PTX")]
     listed = ";".join(archs)
@@ -404,6 +522,7 @@ def cuda_build_supports_cc(build: str, cc: str, torch: str | None = None) -> Arc
             cc,
             archs,
             f"compute capability {cc} runs natively on {which} [{listed}]",
+            beyond,
         )
     if any(p <= gpu for p in ptx):
         return ArchVerdict(
@@ -414,6 +533,7 @@ def cuda_build_supports_cc(build: str, cc: str, torch: str | None = None) -> Arc
             f"compute capability {cc} runs {which} only by JIT-compiling its PTX [{listed}]: "
             f"slow first start, and the driver must fully support CUDA "
             f"{TORCH_CUDA_BUILDS[build]}",
+            beyond,
         )
     return ArchVerdict(
         ArchSupport.UNSUPPORTED,
@@ -422,6 +542,7 @@ def cuda_build_supports_cc(build: str, cc: str, torch: str | None = None) -> Arc
         archs,
         f"compute capability {cc} is not in the {which} wheels [{listed}]: CUDA ops fail with "
         f"'no kernel image is available for execution on the device'; pin a build that lists it",
+        beyond,
     )
 
 

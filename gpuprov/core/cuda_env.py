@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 _REQUIRE = re.compile(r"(?:^|[\s,])cuda>=(\d+\.\d+(?:\.\d+)?)(?=$|[\s,])")
+_DRIVER_FLOOR = re.compile(r"(?:^|[\s,])driver>=(\d+(?:\.\d+)*)(?=$|[\s,])")
 _VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?$")
 
 
@@ -22,6 +23,9 @@ class ImageCuda:
 
     version: str | None = None
     required: str | None = None
+    # The driver>= floors of NVIDIA_REQUIRE_CUDA's brand clauses: the driver
+    # branches on which the image also runs through forward compatibility.
+    driver_floors: tuple[str, ...] = ()
 
     @property
     def cuda(self) -> str | None:
@@ -35,6 +39,12 @@ class ImageCuda:
             return f"CUDA_VERSION={self.version}"
         return f"NVIDIA_REQUIRE_CUDA cuda>={self.required}"
 
+    def requirement(self) -> str:
+        """What the container runtime checks at start, as evidence for a report."""
+        floors = ", ".join(f"driver>={f}" for f in self.driver_floors)
+        branches = f" (or, through forward compatibility, {floors})" if floors else ""
+        return f"NVIDIA_REQUIRE_CUDA cuda>={self.required}{branches}"
+
 
 def image_cuda(env: Mapping[str, str]) -> ImageCuda | None:
     """The CUDA an image's environment declares, or None for an image that declares none.
@@ -44,9 +54,14 @@ def image_cuda(env: Mapping[str, str]) -> ImageCuda | None:
     promise then stands alone.
     """
     version = env.get("CUDA_VERSION", "").strip()
-    match = _REQUIRE.search(env.get("NVIDIA_REQUIRE_CUDA", ""))
+    require = env.get("NVIDIA_REQUIRE_CUDA", "")
+    match = _REQUIRE.search(require)
+    floors = sorted(
+        set(_DRIVER_FLOOR.findall(require)), key=lambda f: [int(p) for p in f.split(".")]
+    )
     found = ImageCuda(
         version=version if _VERSION.match(version) else None,
         required=match.group(1) if match else None,
+        driver_floors=tuple(floors),
     )
     return found if found.cuda else None

@@ -23,8 +23,10 @@ from .nvidia import (
     NvidiaSmiParseError,
     classify_failure,
     parse_driver_info,
+    parse_help_query_gpu,
     parse_list,
     parse_query_gpu,
+    query_gpu_command,
 )
 from .verify import Check, HostExpectations, HostFacts, ImagePin, Status, Workload, worst
 
@@ -266,6 +268,12 @@ def _with_mig_devices(
     except NvidiaSmiParseError:
         return gpus
     return tuple(replace(g, mig_devices=listed[g.uuid]) if listed.get(g.uuid) else g for g in gpus)
+
+
+def gpu_query_command(help_result: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The --query-gpu command for the fields `nvidia-smi --help-query-gpu` offered."""
+    offered = parse_help_query_gpu(_out(help_result)) if _rc(help_result) == 0 else None
+    return query_gpu_command(offered)
 
 
 def needs_plain_header(raw: Mapping[str, Any]) -> bool:

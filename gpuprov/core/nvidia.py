@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-# Everything gpuprov reads per GPU, in one query, so the Ansible module and the
-# CLI run the same command. All of these exist in the --help-query-gpu of the
-# 590 and 595 drivers in tests/fixtures; an older driver that lacks one fails the
-# whole query with "is not a valid field to query" (see classify_failure).
+# Everything gpuprov reads per GPU. All of these exist in the --help-query-gpu of
+# the 590 and 595 drivers in tests/fixtures; a driver that lacks one would fail
+# the whole query ("is not a valid field to query"), so the command asks only for
+# the fields the driver's own --help-query-gpu offers (see query_gpu_command), and
+# the record marks the rest NOT_OFFERED.
 QUERY_GPU_FIELDS: tuple[str, ...] = (
     "index",
     "name",
@@ -40,13 +40,23 @@ QUERY_GPU_FIELDS: tuple[str, ...] = (
     "remapped_rows.failure",
 )
 
-QUERY_GPU_ARGS: tuple[str, ...] = (
-    "--query-gpu=" + ",".join(QUERY_GPU_FIELDS),
-    "--format=csv,noheader,nounits",
-)
+# With the header kept, the output names its own columns: the parser reads any
+# subset of QUERY_GPU_FIELDS the driver offered.
+QUERY_GPU_FORMAT = "--format=csv,nounits"
+
+# The marker of a field the driver's --help-query-gpu does not offer (older
+# drivers) or marks deprecated (the 610 branch's driver_version).
+NOT_OFFERED = "[not offered by this driver]"
+
+HELP_QUERY_GPU = ("nvidia-smi", "--help-query-gpu")
+
+# Fields a driver deprecates in favour of another: the 595 branch's help says
+# of driver_version 'Deprecated; use "kmd_version" instead' (tests/fixtures).
+REPLACEMENTS = {"driver_version": "kmd_version"}
 
 # Synonyms nvidia-smi accepts (and prints in headers) for the same property.
 _FIELD_ALIASES = {
+    "kmd_version": "driver_version",
     "gpu_name": "name",
     "gpu_uuid": "uuid",
     "gpu_bus_id": "pci.bus_id",
@@ -70,7 +80,7 @@ class MigDevice:
 
 @dataclass(frozen=True)
 class GpuRecord:
-    """One physical GPU, from --query-gpu, -q -x or -L (fields a source lacks are None)."""
+    """One physical GPU, from --query-gpu or -L (fields a source lacks are None)."""
 
     index: int | None
     name: str
@@ -96,15 +106,6 @@ class GpuRecord:
     def label(self) -> str:
         where = f"GPU {self.index}" if self.index is not None else "GPU"
         return f"{where} ({self.name})"
-
-
-@dataclass(frozen=True)
-class SmiReport:
-    """What `nvidia-smi -q -x` says about the host and its GPUs."""
-
-    driver_version: str | None
-    cuda_version: str | None
-    gpus: tuple[GpuRecord, ...]
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,21 @@ def _compute_cap(raw: str) -> str:
     return value
 
 
+def _driver_version(raw: str) -> str:
+    value = raw.strip()
+    # The 610 branch prints a notice ("Deprecated, see ...") where a version was.
+    if not re.fullmatch(r"\d+(\.\d+)+", value):
+        raise _NotAValue(value)
+    return value
+
+
+class _NotAValue(Exception):
+    """A cell that holds a notice instead of a value: kept as a marker."""
+
+
 _CONVERTERS = {
     "index": _number,
+    "driver_version": _driver_version,
     "memory.total": _number,
     "compute_cap": _compute_cap,
     "mig.mode.current": _flag,
@@ -195,6 +209,7 @@ def _record(values: Mapping[str, str]) -> GpuRecord:
     markers: dict[str, str] = {}
     for query_field, attribute in _RECORD_FIELDS.items():
         if query_field not in values:
+            markers[attribute] = NOT_OFFERED
             continue
         raw = values[query_field].strip()
         marker = _marker(raw)
@@ -206,11 +221,89 @@ def _record(values: Mapping[str, str]) -> GpuRecord:
         convert = _CONVERTERS.get(query_field)
         try:
             kwargs[attribute] = convert(raw) if convert else raw
+        except _NotAValue:
+            markers[attribute] = f"[{raw}]"
         except NvidiaSmiParseError as exc:
             raise NvidiaSmiParseError(f"field {query_field}: {exc}") from None
     if "name" not in kwargs:
         raise NvidiaSmiParseError("a GPU row without a name: is 'name' in the queried fields?")
     return GpuRecord(**kwargs, markers=markers)  # type: ignore[arg-type]
+
+
+# --- --help-query-gpu --------------------------------------------------------------
+
+_HELP_FIELD = re.compile(r'^"([^"]+)"(?:\s+or\s+"([^"]+)")*')
+
+
+def parse_help_query_gpu(text: str) -> dict[str, bool]:
+    """The fields `nvidia-smi --help-query-gpu` lists, each with whether it is deprecated.
+
+    Each property is a line of quoted names ("name" or "gpu_name"), then its
+    description up to the next blank line; a description with a "Deprecated;"
+    or "Deprecated," sentence marks every name of that property (a lower-case
+    "deprecated" describes one of the values, as compute_mode's does).
+    """
+    offered: dict[str, bool] = {}
+    names: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if _HELP_FIELD.match(line):
+            names = re.findall(r'"([^"]+)"', line.split(" or ")[0] + " " + line)
+            for name in names:
+                offered[name] = False
+        elif not line.strip():
+            names = []
+        elif names and re.search(r"\bDeprecated[;,.]", line):
+            for name in names:
+                offered[name] = True
+    return offered
+
+
+def query_fields(offered: Mapping[str, bool] | None) -> tuple[str, ...]:
+    """QUERY_GPU_FIELDS that this driver offers and does not deprecate.
+
+    `offered` is parse_help_query_gpu's result; None (the help could not be read)
+    asks for every field, as drivers up to the 595 branch all offer them.
+    """
+    if not offered:
+        return QUERY_GPU_FIELDS
+    fields = []
+    for name in QUERY_GPU_FIELDS:
+        replacement = REPLACEMENTS.get(name)
+        if offered.get(name) and replacement in offered and not offered[replacement]:
+            fields.append(replacement)
+        elif name in offered and not offered[name]:
+            fields.append(name)
+    return tuple(fields)
+
+
+def query_gpu_command(offered: Mapping[str, bool] | None) -> tuple[str, ...]:
+    """The nvidia-smi command line that reads this driver's share of QUERY_GPU_FIELDS."""
+    return ("nvidia-smi", "--query-gpu=" + ",".join(query_fields(offered)), QUERY_GPU_FORMAT)
+
+
+def _query_gpu_shell() -> str:
+    """query_gpu_command in POSIX sh, for the one-round-trip status probe.
+
+    It asks --help-query-gpu which fields exist and takes a replacement where
+    the driver offers one; a deprecated field without one is still asked for
+    (sh cannot read the descriptions) and the parser keeps its notice as a
+    marker. Without a readable help it asks for every field.
+    """
+    wanted = " ".join(dict.fromkeys([*QUERY_GPU_FIELDS, *REPLACEMENTS.values()]))
+    drop = "".join(
+        f'case "$f" in *,{new}*) f=$(echo "$f" | sed "s/,{old}//");; esac; '
+        for old, new in REPLACEMENTS.items()
+    )
+    return (
+        f"h=$(nvidia-smi --help-query-gpu 2>/dev/null); f=; for x in {wanted}; "
+        'do case "$h" in *"\\"$x\\""*) f="$f,$x";; esac; done; '
+        f"{drop}"
+        f'[ -n "$f" ] || f=",{",".join(QUERY_GPU_FIELDS)}"; '
+        f'nvidia-smi --query-gpu="${{f#,}}" {QUERY_GPU_FORMAT}'
+    )
+
+
+QUERY_GPU_SHELL = _query_gpu_shell()
 
 
 # --- --query-gpu ------------------------------------------------------------------
@@ -248,146 +341,15 @@ def parse_query_gpu(text: str, fields: Iterable[str] = QUERY_GPU_FIELDS) -> list
     return records
 
 
-# --- -q -x ------------------------------------------------------------------------
-
-
-def _text(elem: ET.Element | None, path: str) -> str | None:
-    if elem is None:
-        return None
-    found = elem.find(path)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip()
-
-
-class _XmlValues:
-    """Reads values out of one <gpu>, collecting "cannot tell" markers."""
-
-    def __init__(self) -> None:
-        self.markers: dict[str, str] = {}
-
-    def get(self, elem: ET.Element | None, path: str, attribute: str, convert=None):
-        raw = _text(elem, path)
-        if raw is None or raw == "":
-            return None
-        marker = _marker(raw)
-        if marker is not None:
-            self.markers[attribute] = marker
-            return None
-        try:
-            return convert(raw) if convert else raw
-        except NvidiaSmiParseError as exc:
-            raise NvidiaSmiParseError(f"<{path}>: {exc}") from None
-
-    def uncorrectable(self, counts: ET.Element | None, attribute: str) -> int | None:
-        # Schemas differ: Pascal-era <double_bit><total>, Ampere+ per-memory
-        # *_uncorrectable* counters (v13 splits SRAM into parity/secded).
-        if counts is None:
-            return None
-        if counts.find("double_bit") is not None:
-            return self.get(counts, "double_bit/total", attribute, _number)
-        total = None
-        for child in counts:
-            if "uncorrectable" not in child.tag:
-                continue
-            value = self.get(counts, child.tag, attribute, _number)
-            if value is not None:
-                total = (total or 0) + value
-        if total is not None:
-            self.markers.pop(attribute, None)
-        return total
-
-
-def _mig_devices(gpu: ET.Element) -> tuple[MigDevice, ...]:
-    devices = []
-    for mig in gpu.findall("mig_devices/mig_device"):
-        values = _XmlValues()
-        devices.append(
-            MigDevice(
-                index=_number(_text(mig, "index") or ""),
-                uuid=values.get(mig, "uuid", "uuid"),
-                gpu_instance_id=values.get(mig, "gpu_instance_id", "gi", _number),
-                compute_instance_id=values.get(mig, "compute_instance_id", "ci", _number),
-                memory_total_mib=values.get(mig, "fb_memory_usage/total", "memory", _number),
-            )
-        )
-    return tuple(devices)
-
-
-def _xml_gpu(gpu: ET.Element, index: int, driver_version: str | None) -> GpuRecord:
-    v = _XmlValues()
-    name = _text(gpu, "product_name")
-    if not name:
-        raise NvidiaSmiParseError(f"<gpu id={gpu.get('id')!r}> has no <product_name>")
-    remapped = gpu.find("remapped_rows")
-    if remapped is not None and len(remapped) == 0:
-        marker = _marker(remapped.text or "")
-        if marker:
-            v.markers["remapped_rows_pending"] = marker
-        remapped = None
-    return GpuRecord(
-        index=index,
-        name=name,
-        uuid=v.get(gpu, "uuid", "uuid"),
-        pci_bus_id=v.get(gpu, "pci/pci_bus_id", "pci_bus_id") or gpu.get("id"),
-        driver_version=driver_version,
-        memory_total_mib=v.get(gpu, "fb_memory_usage/total", "memory_total_mib", _number),
-        mig_enabled=v.get(gpu, "mig_mode/current_mig", "mig_enabled", _flag),
-        mig_pending=v.get(gpu, "mig_mode/pending_mig", "mig_pending", _flag),
-        persistence_mode=v.get(gpu, "persistence_mode", "persistence_mode", _flag),
-        ecc_enabled=v.get(gpu, "ecc_mode/current_ecc", "ecc_enabled", _flag),
-        ecc_uncorrected_volatile=v.uncorrectable(
-            gpu.find("ecc_errors/volatile"), "ecc_uncorrected_volatile"
-        ),
-        ecc_uncorrected_aggregate=v.uncorrectable(
-            gpu.find("ecc_errors/aggregate"), "ecc_uncorrected_aggregate"
-        ),
-        retired_pages_double_bit=v.get(
-            gpu,
-            "retired_pages/double_bit_retirement/retired_count",
-            "retired_pages_double_bit",
-            _number,
-        ),
-        retired_pages_pending=v.get(
-            gpu, "retired_pages/pending_retirement", "retired_pages_pending", _flag
-        ),
-        remapped_rows_uncorrectable=v.get(
-            remapped, "remapped_row_unc", "remapped_rows_uncorrectable", _number
-        ),
-        remapped_rows_pending=v.get(
-            remapped, "remapped_row_pending", "remapped_rows_pending", _flag
-        ),
-        remapped_rows_failure=v.get(
-            remapped, "remapped_row_failure", "remapped_rows_failure", _flag
-        ),
-        mig_devices=_mig_devices(gpu),
-        markers=v.markers,
-    )
-
-
-def parse_query_xml(text: str) -> SmiReport:
-    """Parse `nvidia-smi -q -x` (any nvsmi_device DTD version seen so far)."""
-    try:
-        root = ET.fromstring(text.strip())
-    except ET.ParseError as exc:
-        raise NvidiaSmiParseError(f"nvidia-smi -q -x output is not XML: {exc}") from None
-    if root.tag != "nvidia_smi_log":
-        raise NvidiaSmiParseError(f"expected <nvidia_smi_log>, got <{root.tag}>")
-    driver = _text(root, "driver_version")
-    cuda = _text(root, "cuda_version")
-    if cuda is not None and _marker(cuda):
-        cuda = None
-    gpus = tuple(_xml_gpu(gpu, i, driver) for i, gpu in enumerate(root.findall("gpu")))
-    return SmiReport(driver_version=driver, cuda_version=cuda, gpus=gpus)
-
-
 # --- header / --version -----------------------------------------------------------
 
-_DRIVER_PATTERNS = (
-    re.compile(r"Driver Version:\s*([\d.]+)"),
-    re.compile(r"^DRIVER version\s*:\s*([\d.]+)", re.MULTILINE),
-)
-_CUDA_PATTERN = re.compile(r"CUDA Version\s*:?\s*([\d.]+)")
+# Up to the 595 branch: "Driver Version: 595.71.05   CUDA Version: 13.2" in the
+# header, "DRIVER version : ..." / "CUDA Version : ..." in --version. The 610
+# branch says "KMD Version" and "CUDA UMD Version" and leaves the old --version
+# lines in place with a "Deprecated, see ..." notice, which is never a version:
+# every pattern wants digits right after the colon.
+_DRIVER_PATTERNS = (re.compile(r"(?:Driver|DRIVER|KMD) [Vv]ersion\s*:\s*(\d+(?:\.\d+)+)"),)
+_CUDA_PATTERN = re.compile(r"CUDA (?:UMD )?[Vv]ersion\s*:?\s*(\d+\.\d+)")
 
 
 def parse_driver_info(text: str) -> DriverInfo:
@@ -529,8 +491,8 @@ def classify_failure(rc: int | None, output: str) -> DriverStatus:
     if "is not a valid field to query" in lowered:
         return DriverStatus(
             DriverState.FAILED,
-            "this driver's nvidia-smi does not know one of gpuprov's query fields, so the "
-            "driver predates them: upgrade the driver",
+            "this driver's nvidia-smi refused a field its own --help-query-gpu listed: "
+            "compare `nvidia-smi --help-query-gpu` with the field named above",
             detail,
         )
     if rc == 0 and text:

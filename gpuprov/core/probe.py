@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from .labels import IMAGE_LABEL, USER_LABEL
 from .nvidia import (
-    QUERY_GPU_ARGS,
+    QUERY_GPU_SHELL,
     DriverState,
     GpuRecord,
     NvidiaSmiParseError,
     classify_failure,
+    parse_driver_info,
     parse_query_gpu,
 )
 
@@ -32,7 +33,8 @@ def _section(name: str, command: str) -> str:
 PROBE_SCRIPT = "; ".join(
     [
         _section("hostname", "hostname"),
-        _section("nvidia-smi", "nvidia-smi " + " ".join(shlex.quote(a) for a in QUERY_GPU_ARGS)),
+        _section("nvidia-smi", f"sh -c {shlex.quote(QUERY_GPU_SHELL)}"),
+        _section("nvidia-smi-version", "nvidia-smi --version"),
         _section("nvidia-ctk", "nvidia-ctk --version"),
         _section("docker", "docker version --format '{{.Server.Version}}'"),
         _section(
@@ -98,7 +100,7 @@ def parse(output: str) -> HostStatus:
     if smi.rc == 0:
         try:
             gpus = tuple(parse_query_gpu(smi.output))
-            driver = gpus[0].driver_version or "?" if gpus else "no GPU"
+            driver = _driver_version(get("nvidia-smi-version"), gpus) if gpus else "no GPU"
         except NvidiaSmiParseError as error:
             driver = "unreadable"
             problems.append(f"nvidia-smi: {error}")
@@ -127,6 +129,16 @@ def parse(output: str) -> HostStatus:
         else ()
     )
     return HostStatus(hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems), images)
+
+
+def _driver_version(version: Section, gpus: tuple[GpuRecord, ...]) -> str:
+    """The driver from `nvidia-smi --version` (KMD version on 610+), else the query's."""
+    if version.rc == 0:
+        try:
+            return parse_driver_info(version.output).driver_version
+        except NvidiaSmiParseError:
+            pass
+    return gpus[0].driver_version or "?"
 
 
 def pin_state(images: tuple[str, ...], pinned: set[str]) -> str:

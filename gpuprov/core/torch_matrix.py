@@ -32,7 +32,7 @@ class CudaBuild:
 
     tag: str  # "cu126", the wheel index and local-version suffix
     stable: bool  # False: RELEASE.md lists it under "Experimental CUDA"
-    cudnn: str  # the cuDNN the wheels depend on / bundle
+    cudnn: str | None  # the cuDNN the wheels depend on / bundle; None: not in a source
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ class TorchRelease:
         return next((b for b in self.builds if b.tag == tag), None)
 
 
-def _builds(stable: dict[str, str], experimental: dict[str, str]) -> tuple[CudaBuild, ...]:
+def _builds(
+    stable: dict[str, str | None], experimental: dict[str, str | None]
+) -> tuple[CudaBuild, ...]:
     return tuple(CudaBuild(t, True, c) for t, c in stable.items()) + tuple(
         CudaBuild(t, False, c) for t, c in experimental.items()
     )
@@ -136,6 +138,18 @@ RELEASES: tuple[TorchRelease, ...] = (
         "2.11",
         _builds({"cu126": "9.10.2.21", "cu130": "9.20.0.48"}, {"cu132": "9.20.0.48"}),
         f"{_RELEASE_MD}; pytorch.org compatibility table; pytorch/audio#4212",
+    ),
+    # Wheels seen published: 2.14.0+cu126, +cu130 (PyPI's default) and +cu132, with
+    # torchvision 0.29.0 and torchaudio 2.11.0. RELEASE.md's 2.14 row (stable vs
+    # experimental, cuDNN) was not in a stored copy: cu132 stays experimental as in
+    # 2.13 and the cuDNN is left unknown rather than guessed.
+    TorchRelease(
+        "2.14",
+        "0.29",
+        "2.11",
+        _builds({"cu126": None, "cu130": None}, {"cu132": None}),
+        "wheels 2.14.0+cu126/cu130/cu132 on download.pytorch.org and PyPI; torchvision "
+        "0.29.0 and torchaudio 2.11.0 released beside them; pytorch/audio#4212",
     ),
 )
 

@@ -18,6 +18,7 @@ from .compat import (
 )
 from .cuda_env import ImageCuda
 from .nvidia import DriverState, DriverStatus, GpuRecord
+from .text_table import text_table
 from .versions import VersionError, major_minor, parse_version
 
 
@@ -288,8 +289,18 @@ def _driver_vs_cuda(ctx: _Context) -> Check:
     except (CompatError, VersionError) as exc:
         return Check(name, Status.FAIL, f"cannot verify: {exc}")
     where = f"in the team image ({image.declared.source})" if declared else "in the team image"
+    if verdict.status is Support.OK and verdict.beyond:
+        return Check(name, Status.WARN, f"{verdict.message} {where}; {verdict.beyond}")
     if verdict.status is Support.OK:
         return Check(name, Status.OK, f"{verdict.message} {where}")
+    if verdict.status is Support.UNKNOWN:
+        enforced = (
+            f"; the container runtime enforces the image's {image.declared.requirement()} "
+            f"when the CUDA workload starts"
+            if image.declared and image.declared.required
+            else ""
+        )
+        return Check(name, Status.WARN, f"{verdict.message}{enforced}")
     datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
     forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
     reason = verdict.message.replace(f"CUDA {cuda}", f"CUDA {cuda} {where}", 1) + forward
@@ -336,10 +347,11 @@ def _compute_capability(ctx: _Context) -> Check:
             )
         except (CompatError, VersionError) as exc:
             return Check("", Status.FAIL, f"cannot verify: {exc}")
-        if verdict.status is ArchSupport.NATIVE:
+        if verdict.status is ArchSupport.NATIVE and not verdict.beyond:
             return None
-        status = Status.WARN if verdict.status is ArchSupport.PTX_JIT else Status.FAIL
-        return Check("", status, f"{gpu.label()}: {verdict.message}")
+        status = Status.FAIL if verdict.status is ArchSupport.UNSUPPORTED else Status.WARN
+        beyond = f"; {verdict.beyond}" if verdict.beyond else ""
+        return Check("", status, f"{gpu.label()}: {verdict.message}{beyond}")
 
     ccs = sorted({gpu.compute_capability or "?" for gpu in ctx.facts.gpus})
     return _per_gpu(
@@ -382,6 +394,38 @@ def _gpu_model(ctx: _Context) -> Check:
     )
 
 
+# Pre-Ampere GPUs retire pages, Ampere and later remap rows: a GPU with ECC
+# on must let gpuprov read its ECC counters and one of the two families.
+_ECC_COUNTERS = ("ecc_uncorrected_volatile", "ecc_uncorrected_aggregate")
+_RETIREMENT = ("retired_pages_double_bit", "retired_pages_pending")
+_REMAPPING = ("remapped_rows_uncorrectable", "remapped_rows_pending", "remapped_rows_failure")
+_BY_HAND = "`nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER`"
+
+
+def _unread(gpu: GpuRecord, attributes: tuple[str, ...]) -> list[str]:
+    return [a for a in attributes if getattr(gpu, a) is None]
+
+
+def _memory_unknowns(gpu: GpuRecord) -> str | None:
+    """Which memory-health values of an ECC GPU could not be read, and why, or None."""
+    missing = _unread(gpu, _ECC_COUNTERS)
+    retirement, remapping = _unread(gpu, _RETIREMENT), _unread(gpu, _REMAPPING)
+    if retirement and remapping:
+        missing += retirement + remapping
+    if not missing:
+        return None
+    said = sorted({gpu.markers.get(a, "not reported") for a in missing})
+    mig = (
+        " (with MIG enabled the driver does not report row remapping for the whole GPU)"
+        if gpu.mig_enabled
+        else ""
+    )
+    return (
+        f"{gpu.label()}: memory health unknown: could not read {', '.join(missing)} "
+        f"({', '.join(said)}){mig}; check by hand with {_BY_HAND}"
+    )
+
+
 def _memory_health(ctx: _Context) -> Check:
     def judge(gpu: GpuRecord) -> Check | None:
         faults = []
@@ -415,7 +459,15 @@ def _memory_health(ctx: _Context) -> Check:
             )
         if gpu.ecc_enabled is None and gpu.ecc_uncorrected_volatile is None:
             return Check("", Status.NA, f"{gpu.label()}: no ECC reporting on this GPU")
-        return None
+        if gpu.ecc_enabled is False:
+            return Check(
+                "",
+                Status.WARN,
+                f"{gpu.label()}: ECC is disabled, so memory errors go unreported: enable it "
+                f"(`nvidia-smi -e 1`, then reset the GPU) unless the capacity matters more",
+            )
+        unknown = _memory_unknowns(gpu)
+        return Check("", Status.WARN, unknown) if unknown else None
 
     return _per_gpu(
         ctx,
@@ -626,10 +678,4 @@ def to_dicts(checks: Iterable[Check]) -> list[dict[str, str]]:
 
 def render_table(checks: Iterable[Check]) -> str:
     """A fixed-width table: check, status, reason."""
-    rows = [("CHECK", "STATUS", "REASON")] + [(c.name, str(c.status), c.reason) for c in checks]
-    width = max(len(name) for name, _, _ in rows)
-    status_width = max(len(status) for _, status, _ in rows)
-    return "\n".join(
-        f"{name:<{width}}  {status:<{status_width}}  {reason}".rstrip()
-        for name, status, reason in rows
-    )
+    return text_table(("CHECK", "STATUS", "REASON"), [(c.name, c.status, c.reason) for c in checks])

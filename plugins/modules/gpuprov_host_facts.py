@@ -9,13 +9,14 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov.core import host_facts
-from ansible.module_utils.gpuprov.core.nvidia import QUERY_GPU_ARGS
+from ansible.module_utils.gpuprov.core.nvidia import HELP_QUERY_GPU
 
 DOCUMENTATION = r"""
 module: gpuprov_host_facts
 short_description: Read the NVIDIA driver, GPU, kernel and Container Toolkit state of a host
 description:
-  - Runs C(nvidia-smi) (the gpuprov query, C(--version), C(-L)), C(nvidia-ctk --version),
+  - Runs C(nvidia-smi) (C(--help-query-gpu), then the gpuprov query for the fields this
+    driver offers, C(--version), C(-L)), C(nvidia-ctk --version),
     C(nvidia-container-cli --version), C(apt-mark showhold) and C(dpkg-query), and reads
     C(/proc/modules), C(/etc/modprobe.d), the SecureBoot EFI variable, the kernel headers
     directory, C(/dev/nvidia*), the cgroup mounts, C(/etc/docker/daemon.json) and the CDI specs.
@@ -141,8 +142,10 @@ def kernel_module_files(release: str) -> list[str] | None:
 
 def gather(module: AnsibleModule) -> dict:
     release = os.uname().release
+    offered = run(module, *HELP_QUERY_GPU)
     raw = {
-        "nvidia_smi_query": run(module, "nvidia-smi", *QUERY_GPU_ARGS),
+        "nvidia_smi_help": offered,
+        "nvidia_smi_query": run(module, *host_facts.gpu_query_command(offered)),
         "nvidia_smi_version": run(module, "nvidia-smi", "--version"),
         "nvidia_smi_list": run(module, "nvidia-smi", "-L"),
         "nvidia_ctk_version": run(module, "nvidia-ctk", "--version"),

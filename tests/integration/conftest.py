@@ -75,7 +75,7 @@ def testbed(request: pytest.FixtureRequest) -> Iterator[TestBed]:
         pytest.fail(f"integration test bed cannot run (CI=true never skips): {reason}")
     bed = TestBed(
         [
-            HostSpec("h100", toolkit_version="1.17.8"),
+            HostSpec("h100", toolkit_version="1.19.1"),
             HostSpec(
                 "oldgpu", capture=L40S_CAPTURE, driver_version="535.104.05", cuda_version="12.2"
             ),

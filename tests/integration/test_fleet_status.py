@@ -20,7 +20,7 @@ def test_status_reads_each_hosts_own_facts(testbed, inventory, capsys):
     assert len(hostnames) == len(testbed.hosts)
     assert "H100" in rows["h100"] and "590.48.01" in rows["h100"]
     assert "535.104.05" in rows["oldgpu"] and "L40S" in rows["oldgpu"]
-    assert rows["h100"].split()[-4] == "1.17.8"
+    assert rows["h100"].split()[-4] == "1.19.1"
     assert rows["notoolkit"].split()[-4] == "-"
 
 

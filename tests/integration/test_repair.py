@@ -179,7 +179,7 @@ def repaired(repair_host, repair_inventory):
 
 
 def test_repair_pins_and_holds_the_packages(repaired, testbed) -> None:
-    assert versions(testbed, TOOLKIT) == dict.fromkeys(TOOLKIT, "1.17.8-1")
+    assert versions(testbed, TOOLKIT) == dict.fromkeys(TOOLKIT, "1.19.1-1")
     assert versions(testbed, DRIVER) == dict.fromkeys(DRIVER, "570.124.06-1")
     held = set(testbed.ssh(HOST, "apt-mark showhold").stdout.split())
     assert set(TOOLKIT + DRIVER) <= held

@@ -89,7 +89,7 @@ def test_no_toolkit_means_no_gpu_containers(testbed: TestBed, shell_image_ref: s
 def test_fake_nvidia_tools_replay_the_captures(testbed: TestBed) -> None:
     smi = testbed.ssh("h100", "nvidia-smi").stdout
     assert "NVIDIA H100 80GB HBM3" in smi and "Driver Version: 590.48.01" in smi
-    assert "1.17.8" in testbed.ssh("h100", "nvidia-ctk --version").stdout
+    assert "1.19.1" in testbed.ssh("h100", "nvidia-ctk --version").stdout
     assert "NVIDIA H100 80GB HBM3" in testbed.ssh("h100", "nvidia-container-cli info").stdout
     old = testbed.ssh(
         "oldgpu", "nvidia-smi --query-gpu=name,driver_version --format=csv,noheader"

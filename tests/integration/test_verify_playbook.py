@@ -197,9 +197,13 @@ def test_h100_passes_the_driver_gpu_and_toolkit_gates(first_run) -> None:
         "driver 590.48.01 >= 560.35.05 needed by CUDA 12.6.3 in the team image "
         "(CUDA_VERSION=12.6.3)"
     )
-    assert found["container toolkit"]["reason"] == "toolkit 1.17.8 >= 1.17.8"
+    assert found["container toolkit"]["reason"] == "toolkit 1.19.1 >= 1.19.1"
     assert report["facts"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
-    assert report["image_declares"] == {"version": "12.6.3", "required": "12.6"}
+    assert report["image_declares"] == {
+        "version": "12.6.3",
+        "required": "12.6",
+        "driver_floors": ["470"],
+    }
 
 
 def test_a_pin_that_disagrees_with_the_image_fails_the_driver_gate(
@@ -314,7 +318,7 @@ def faulty_hosts(testbed: TestBed):
     try:
         yield
     finally:
-        testbed.reconfigure_host("h100", toolkit_version="1.17.8")
+        testbed.reconfigure_host("h100", toolkit_version="1.19.1")
         testbed.ssh("oldgpu", "rm -f /etc/gpuprov-fake/faults.json")
 
 
@@ -327,10 +331,11 @@ def test_old_toolkit_and_ecc_errors_fail(faulty_hosts, verify_inventory, tmp_pat
     assert toolkit == {
         "name": "container toolkit",
         "status": "fail",
-        "reason": "security: toolkit 1.17.4 < 1.17.8 allows container escape to the host: "
-        "CVE-2025-23266 (fixed in 1.17.8); upgrade nvidia-container-toolkit",
+        "reason": "security: toolkit 1.17.4 < 1.19.1 allows container escape to the host: "
+        "CVE-2025-23266 (fixed in 1.17.8), CVE-2025-23267 (fixed in 1.17.8), "
+        "CVE-2026-24260 (fixed in 1.19.1); upgrade nvidia-container-toolkit",
     }
-    assert "security: toolkit 1.17.4 < 1.17.8" in proc.stdout
+    assert "security: toolkit 1.17.4 < 1.19.1" in proc.stdout
     memory = checks(report_of(tmp_path, "oldgpu"))["gpu memory health"]
     assert memory["status"] == "fail"
     assert memory["reason"].startswith(

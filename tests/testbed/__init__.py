@@ -21,8 +21,8 @@ from the HostSpec; keys are its fields, `name` as `hostname`, plus
 - `nvidia-smi` replays sections of `tests/fixtures/nvidia-smi/captures/<capture>`
   whose `# $ nvidia-smi ARGS` line matches its arguments exactly; any other
   `--query-gpu=F,... --format=csv[,noheader][,nounits]` is answered from the
-  capture's full query-gpu table (aliases from its --help-query-gpu); `-q -x`
-  prints `xml/<xml>`. `driver_version`/`cuda_version` are claimed in place of
+  capture's full query-gpu table (aliases from its --help-query-gpu).
+  `driver_version`/`cuda_version` are claimed in place of
   the capture's. capture null: "NVIDIA-SMI has failed ..." exit 9;
   driver_mismatch: "Failed to initialize NVML: Driver/library version mismatch" exit 18.
 - with `toolkit_version` set, `nvidia-ctk` (`--version`, `runtime configure

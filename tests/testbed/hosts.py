@@ -21,7 +21,6 @@ class HostSpec:
     toolkit_version: NVIDIA Container Toolkit version; None = its binaries are
         absent, so dockerd has no GPU hook and `--gpus` fails as on a bare server.
     driver_mismatch: NVML "Driver/library version mismatch" (nvidia-smi exits 18).
-    xml: file in tests/fixtures/nvidia-smi/xml printed for `nvidia-smi -q -x`.
     phase: "idle" or "load": which of the capture's two runs to replay.
     nvidia_runtime: daemon.json already has the `nvidia` runtime, as after
         `nvidia-ctk runtime configure --runtime=docker`.
@@ -31,9 +30,8 @@ class HostSpec:
     capture: str | None = H100_CAPTURE
     driver_version: str | None = None
     cuda_version: str | None = None
-    toolkit_version: str | None = "1.17.8"
+    toolkit_version: str | None = "1.19.1"
     driver_mismatch: bool = False
-    xml: str | None = None
     phase: str = "idle"
     nvidia_runtime: bool = False
 
@@ -43,8 +41,6 @@ class HostSpec:
             raise ValueError(f"host name {self.name!r}: use a short lowercase hostname")
         if self.capture and not (NVIDIA_SMI_FIXTURES / "captures" / self.capture).is_file():
             raise ValueError(f"host {self.name}: no capture {self.capture!r}")
-        if self.xml and not (NVIDIA_SMI_FIXTURES / "xml" / self.xml).is_file():
-            raise ValueError(f"host {self.name}: no XML capture {self.xml!r}")
         if self.phase not in ("idle", "load"):
             raise ValueError(f"host {self.name}: phase must be 'idle' or 'load'")
 

@@ -175,7 +175,7 @@ def test_a_torch_the_table_does_not_know_fails_with_where_to_add_it():
     promises = {**PROMISES, "torch": "2.99.0", "torchvision": "0.99.0", "torchaudio": "2.99.0"}
     pin = {**PIN, "promises": promises}
     [message] = fails(audit_image(doc(env("/opt/venv", records)), labels(promises), None, pin))
-    assert "torch 2.99.0+cu126 is not in gpuprov's release table (knows 2.4-2.13)" in message
+    assert "torch 2.99.0+cu126 is not in gpuprov's release table (knows 2.4-2.14)" in message
     assert "gpuprov/core/torch_matrix.py" in message
 
 

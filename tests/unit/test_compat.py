@@ -6,6 +6,8 @@ import pytest
 
 from gpuprov.core.compat import (
     MIN_DRIVER_FOR_CUDA,
+    TABLES_UPDATED,
+    TOOLKIT_ADVISORIES,
     TOOLKIT_MIN_SAFE,
     TORCH_CUDA_BUILDS,
     WHEEL_ARCH_LISTS,
@@ -79,7 +81,9 @@ def test_driver_table_minimums_rise_with_cuda():
         ("12.4", "550.54.14"),  # X.Y means the GA release
         ("12.4.0", "550.54.14"),
         ("12.4.1", "550.54.15"),
-        ("12.6.2", "560.28.03"),  # update not listed: newest listed one below it
+        ("12.6.2", "560.35.03"),
+        ("12.6.4", "560.35.05"),  # update not listed: newest listed one below it
+        ("13.3.1", "610.43.02"),
         ("12.6.3", "560.35.05"),
         ("13.0.2", "580.95.05"),
     ],
@@ -88,7 +92,7 @@ def test_min_driver_for_cuda(cuda, driver):
     assert min_driver_for_cuda(cuda) == parse_version(driver)
 
 
-@pytest.mark.parametrize("cuda", ["12.7", "10.2", "13.1"])
+@pytest.mark.parametrize("cuda", ["12.7", "10.2", "13.4"])
 def test_unknown_cuda_is_an_error_naming_the_source(cuda):
     with pytest.raises(CompatError, match="add its row from CUDA Toolkit Release Notes"):
         min_driver_for_cuda(cuda)
@@ -141,14 +145,44 @@ def test_too_old_message_names_the_floor():
     assert "no PyTorch CUDA build" in verdict.message
 
 
+def test_every_driver_row_names_its_source():
+    assert all(row.source.url.startswith("https://") for row in MIN_DRIVER_FOR_CUDA)
+    row = next(r for r in MIN_DRIVER_FOR_CUDA if (r.cuda, r.update) == ("13.3", 0))
+    assert row.source.url.endswith("/13.3.0/local_installers/cuda_13.3.0_610.43.02_linux.run")
+
+
 def test_newer_cuda_than_the_table_is_answered_by_the_drivers_cuda_version():
-    assert driver_supports_cuda("590.48.01", "13.1", driver_cuda="13.1").ok
-    assert driver_supports_cuda("590.48.01", "13.1.1", driver_cuda="13.1").ok
-    verdict = driver_supports_cuda("580.95.05", "13.1", driver_cuda="13.0")
+    verdict = driver_supports_cuda("615.71.09", "13.4", driver_cuda="13.4")
+    assert verdict.ok
+    assert verdict.beyond.startswith(
+        f"CUDA 13.4 is beyond gpuprov's table (updated {TABLES_UPDATED})"
+    )
+    assert "the CUDA version the driver reports" in verdict.beyond
+    assert driver_supports_cuda("615.71.09", "13.4.1", driver_cuda="13.4").ok
+    verdict = driver_supports_cuda("610.57.04", "13.4", driver_cuda="13.3")
     assert verdict.status is Support.MINOR_VERSION_COMPAT
-    assert "reports CUDA 13.0 < 13.1" in verdict.message
-    with pytest.raises(CompatError):
-        driver_supports_cuda("590.48.01", "13.1")
+    assert "reports CUDA 13.3 < 13.4" in verdict.message
+
+
+def test_newer_cuda_without_the_drivers_cuda_version_is_unknown_not_an_error():
+    verdict = driver_supports_cuda("615.71.09", "13.4")
+    assert verdict.status is Support.UNKNOWN
+    assert not verdict.ok
+    assert "CUDA 13.4 is beyond gpuprov's table" in verdict.message
+    assert "'CUDA UMD Version'" in verdict.message
+
+
+def test_a_driver_branch_newer_than_the_table_passes_with_a_note():
+    verdict = driver_supports_cuda("617.14", "12.6")
+    assert verdict.ok
+    assert verdict.beyond.startswith("driver 617.14 is beyond gpuprov's table")
+    assert "newest branch is 610" in verdict.beyond
+    assert driver_supports_cuda("610.57.04", "13.3").beyond is None
+
+
+def test_the_610_branch_runs_cuda_13_3():
+    assert driver_supports_cuda("610.57.04", "13.3.1").ok
+    assert driver_supports_cuda("595.71.05", "13.3").status is Support.MINOR_VERSION_COMPAT
 
 
 @pytest.mark.parametrize(
@@ -159,6 +193,8 @@ def test_newer_cuda_than_the_table_is_answered_by_the_drivers_cuda_version():
         ("560.28.03", "cu126"),
         ("570.26", "cu128"),
         ("580.65.06", "cu130"),
+        ("595.45.04", "cu132"),
+        ("610.57.04", "cu132"),
         ("520.61.04", None),
     ],
 )
@@ -169,9 +205,24 @@ def test_newest_build_for_driver(driver, build):
 # --- wheel architecture lists ----------------------------------------------------------
 
 
-def test_every_build_has_an_arch_list_with_a_source():
-    assert {row.build for row in WHEEL_ARCH_LISTS} == set(TORCH_CUDA_BUILDS)
+def test_every_arch_list_names_its_source_and_only_cu132_lacks_one():
+    assert set(TORCH_CUDA_BUILDS) - {row.build for row in WHEEL_ARCH_LISTS} == {"cu132"}
     assert all(row.source.url.startswith("https://") for row in WHEEL_ARCH_LISTS)
+
+
+def test_a_build_without_an_arch_list_is_unknown_and_says_how_to_check():
+    verdict = cuda_build_supports_cc("cu132", "9.0", "2.13.0")
+    assert verdict.status is ArchSupport.UNKNOWN
+    assert verdict.supported
+    assert "arch list" in verdict.message or "architecture list" in verdict.message
+    assert "torch.cuda.get_arch_list()" in verdict.message
+
+
+def test_a_torch_newer_than_the_table_uses_the_newest_arch_list_with_a_note():
+    verdict = cuda_build_supports_cc("cu130", "9.0", "2.99.0")
+    assert verdict.status is ArchSupport.NATIVE
+    assert verdict.beyond.startswith("torch 2.99.0 is beyond gpuprov's table")
+    assert cuda_build_supports_cc("cu130", "9.0", "2.9.0").beyond is None
 
 
 @pytest.mark.parametrize(
@@ -231,22 +282,39 @@ def test_arch_list_errors(build, torch, error):
 # --- container toolkit ----------------------------------------------------------------
 
 
+_UP_TO_1_17_8 = ["CVE-2026-24260"]
+
+
 @pytest.mark.parametrize(
     ("version", "cves"),
     [
-        ("1.14.3", ["CVE-2024-0132", "CVE-2025-23359", "CVE-2025-23266"]),
-        ("1.16.1", ["CVE-2024-0132", "CVE-2025-23359", "CVE-2025-23266"]),
-        ("1.16.2", ["CVE-2025-23359", "CVE-2025-23266"]),
-        ("1.17.3", ["CVE-2025-23359", "CVE-2025-23266"]),
-        ("1.17.4", ["CVE-2025-23266"]),
-        ("1.17.7", ["CVE-2025-23266"]),
-        ("1.17.8", []),
-        ("1.18.0", []),
+        (
+            "1.14.3",
+            [
+                "CVE-2024-0132",
+                "CVE-2024-0135",
+                "CVE-2025-23359",
+                "CVE-2025-23266",
+                "CVE-2025-23267",
+                *_UP_TO_1_17_8,
+            ],
+        ),
+        (
+            "1.16.2",
+            ["CVE-2024-0135", "CVE-2025-23359", "CVE-2025-23266", "CVE-2025-23267", *_UP_TO_1_17_8],
+        ),
+        ("1.17.3", ["CVE-2025-23359", "CVE-2025-23266", "CVE-2025-23267", *_UP_TO_1_17_8]),
+        ("1.17.4", ["CVE-2025-23266", "CVE-2025-23267", *_UP_TO_1_17_8]),
+        ("1.17.8", _UP_TO_1_17_8),
+        ("1.19.0", ["CVE-2026-24260"]),
+        ("1.19.1", []),
+        ("1.20.0", []),
     ],
 )
 def test_toolkit_findings(version, cves):
     assert [a.cve for a in toolkit_findings(version)] == cves
 
 
-def test_toolkit_minimum_safe_version():
-    assert TOOLKIT_MIN_SAFE == "1.17.8"
+def test_toolkit_minimum_safe_version_is_the_newest_fix():
+    assert TOOLKIT_MIN_SAFE == "1.19.1"
+    assert all(a.url.startswith("https://") for a in TOOLKIT_ADVISORIES)

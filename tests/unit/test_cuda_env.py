@@ -32,15 +32,19 @@ def image_cuda(env: list[str]) -> ImageCuda | None:
 
 def test_reads_both_variables_of_a_cuda_image() -> None:
     declared = image_cuda(CUDA_124_ENV)
-    assert declared == ImageCuda(version="12.4.1", required="12.4")
+    assert declared == ImageCuda(version="12.4.1", required="12.4", driver_floors=("470",))
     assert declared.cuda == "12.4.1"
     assert declared.source == "CUDA_VERSION=12.4.1"
+    assert declared.requirement() == (
+        "NVIDIA_REQUIRE_CUDA cuda>=12.4 (or, through forward compatibility, driver>=470)"
+    )
 
 
 def test_require_alone_gives_its_floor() -> None:
     declared = image_cuda(["NVIDIA_REQUIRE_CUDA=brand=tesla,driver>=535 cuda>=12.8"])
-    assert declared == ImageCuda(version=None, required="12.8")
+    assert declared == ImageCuda(version=None, required="12.8", driver_floors=("535",))
     assert declared.source == "NVIDIA_REQUIRE_CUDA cuda>=12.8"
+    assert declared.requirement().startswith("NVIDIA_REQUIRE_CUDA cuda>=12.8 (or")
 
 
 @pytest.mark.parametrize(

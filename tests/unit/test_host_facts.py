@@ -53,8 +53,8 @@ def raw_host(path=H100, **overrides) -> dict:
         "nvidia_smi_query": ok(query_rows(path)),
         "nvidia_smi_version": ok(section(path, "nvidia-smi --version")[0]),
         "nvidia_smi_list": ok(section(path, "nvidia-smi -L")[0]),
-        "nvidia_ctk_version": ok("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc"),
-        "nvidia_container_cli_version": ok("cli-version: 1.17.8\nlib-version: 1.17.8\n"),
+        "nvidia_ctk_version": ok("NVIDIA Container Toolkit CLI version 1.19.1\ncommit: abc"),
+        "nvidia_container_cli_version": ok("cli-version: 1.19.1\nlib-version: 1.19.1\n"),
         "dpkg_driver_packages": {
             "rc": 1,
             "out": "nvidia-driver-570 hi \nnvidia-utils-570 ii \n"
@@ -93,7 +93,7 @@ def test_a_healthy_host_reads_back_completely() -> None:
     assert facts.cgroup_version == 2
     assert facts.driver_packages_installed == ("nvidia-driver-570", "nvidia-utils-570")
     assert facts.driver_packages_held is True
-    assert (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) == ("1.17.8", "1.17.8")
+    assert (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) == ("1.19.1", "1.19.1")
     assert facts.docker_runtimes == ("nvidia", "runc")
     assert facts.daemon_json_runtimes == ("nvidia",)
     json.dumps(hf.facts_summary(facts))  # the report must serialise
@@ -353,10 +353,35 @@ def test_report_is_deterministic_and_names_failures() -> None:
     checks = verify_host(facts, expect, pin)
     report = hf.report("gpu1", checks, facts, pin, promises, expect)
     assert report == hf.report("gpu1", checks, facts, pin, promises, expect)
-    assert report["image_declares"] == {"version": "12.6.3", "required": "12.6"}
+    assert report["image_declares"] == {
+        "version": "12.6.3",
+        "required": "12.6",
+        "driver_floors": (),
+    }
     assert report["status"] == "fail"
     assert report["failed"] == ["gpu count", "docker gpu runtime"]
     message = hf.failure_message("gpu1", checks)
     assert message.startswith(f"gpu1: {len(report['failed'])} check(s) failed:")
     assert "- gpu count: 1 GPU(s) found, the inventory expects 2" in message
     json.dumps(report)
+
+
+L40S = FIXTURES / "captures" / "linux-x86_64__nvidia-l40s__595.80.txt"
+
+
+def test_the_query_asks_for_what_the_drivers_help_offers() -> None:
+    (help_595,) = section(L40S, "nvidia-smi --help-query-gpu")
+    command = hf.gpu_query_command(ok(help_595))
+    fields = command[1].removeprefix("--query-gpu=").split(",")
+    assert "kmd_version" in fields and "driver_version" not in fields
+    (help_590,) = section(H100, "nvidia-smi --help-query-gpu")
+    assert "driver_version" in hf.gpu_query_command(ok(help_590))[1].split(",")
+    unreadable = hf.gpu_query_command({"rc": 2, "out": "Invalid combination"})
+    assert unreadable == hf.gpu_query_command(None)
+    assert "driver_version" in unreadable[1]
+
+
+def test_a_query_with_kmd_version_reads_the_driver() -> None:
+    facts = hf.host_facts(raw_host(L40S), DOCKER)
+    assert facts.driver_version == "595.80"
+    assert facts.gpus[0].driver_version == "595.80"

@@ -8,20 +8,23 @@ from pathlib import Path
 import pytest
 
 from gpuprov.core.nvidia import (
-    QUERY_GPU_ARGS,
+    NOT_OFFERED,
     QUERY_GPU_FIELDS,
+    QUERY_GPU_FORMAT,
     DriverState,
     NvidiaSmiParseError,
     classify_failure,
     parse_driver_info,
+    parse_help_query_gpu,
     parse_list,
     parse_query_gpu,
-    parse_query_xml,
+    query_fields,
+    query_gpu_command,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
 CAPTURES = sorted((FIXTURES / "captures").glob("*.txt"))
-XMLS = sorted((FIXTURES / "xml").glob("*.xml"))
+DRIVER_610 = FIXTURES / "driver-610"
 BAR = "#" * 80
 
 
@@ -106,9 +109,92 @@ def test_query_fields_exist_in_the_drivers_help(path):
     assert set(QUERY_GPU_FIELDS) <= documented
 
 
-def test_query_args_use_the_field_constant():
-    assert QUERY_GPU_ARGS[0] == "--query-gpu=" + ",".join(QUERY_GPU_FIELDS)
-    assert QUERY_GPU_ARGS[1] == "--format=csv,noheader,nounits"
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.stem)
+def test_help_of_every_capture_offers_every_field_undeprecated(path):
+    (help_text,) = section(path, "nvidia-smi --help-query-gpu")
+    offered = parse_help_query_gpu(help_text)
+    assert len(offered) > 150
+    assert offered["gpu_name"] is offered["name"] is False
+    # the 595 branch deprecates driver_version for kmd_version; the 590 branch has neither note
+    expected = tuple(
+        "kmd_version" if f == "driver_version" and offered["driver_version"] else f
+        for f in QUERY_GPU_FIELDS
+    )
+    assert offered["driver_version"] is ("kmd_version" in offered)
+    assert query_fields(offered) == expected
+    assert query_gpu_command(offered) == (
+        "nvidia-smi",
+        "--query-gpu=" + ",".join(expected),
+        QUERY_GPU_FORMAT,
+    )
+
+
+def _without(help_text: str, *fields: str) -> str:
+    """The help with some properties removed, as an older driver prints it."""
+    blocks = help_text.split("\n\n")
+    return "\n\n".join(b for b in blocks if not any(b.startswith(f'"{f}"') for f in fields))
+
+
+def test_an_older_driver_gets_only_the_fields_it_offers_and_the_rest_read_as_not_offered():
+    path = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
+    (help_text,) = section(path, "nvidia-smi --help-query-gpu")
+    older = _without(help_text, "compute_cap", "remapped_rows.pending", "remapped_rows.failure")
+    fields = query_fields(parse_help_query_gpu(older))
+    assert "compute_cap" not in fields and "remapped_rows.pending" not in fields
+    assert "remapped_rows.uncorrectable" in fields and "index" in fields
+    # The header names the columns, so the same parser reads the shorter query.
+    (full,) = [b for b in query_gpu_sections(path)[:1]]
+    header, row = full.strip().splitlines()[:2]
+    names = [h.split(" [")[0] for h in header.split(", ")]
+    values = row.split(", ")
+    kept = [i for i, n in enumerate(names) if n in fields]
+    text = ", ".join(header.split(", ")[i] for i in kept) + "\n"
+    text += ", ".join(values[i] for i in kept) + "\n"
+    (gpu,) = parse_query_gpu(text)
+    assert gpu.compute_capability is None and gpu.remapped_rows_pending is None
+    assert gpu.markers["compute_capability"] == NOT_OFFERED
+    assert gpu.markers["remapped_rows_failure"] == NOT_OFFERED
+    assert gpu.remapped_rows_uncorrectable == 0 and gpu.name == "NVIDIA H100 80GB HBM3"
+
+
+def test_a_deprecated_field_is_not_asked_for():
+    # The 610 branch marks driver_version deprecated in --help-query-gpu; the
+    # driver version then comes from --version's "KMD version" line.
+    help_text = (
+        '"index"\nZero based index of the GPU.\n\n'
+        '"driver_version"\nDeprecated, see "kmd_version" instead.\n\n'
+        '"name" or "gpu_name"\nThe official product name of the GPU.\n'
+    )
+    offered = parse_help_query_gpu(help_text)
+    assert offered == {"index": False, "driver_version": True, "name": False, "gpu_name": False}
+    assert query_fields(offered) == ("index", "name")
+    assert query_fields(None) == QUERY_GPU_FIELDS
+
+
+def test_a_notice_where_a_driver_version_was_is_a_marker_not_a_version():
+    (gpu,) = parse_query_gpu("index, name, driver_version\n0, NVIDIA H100, Deprecated\n")
+    assert gpu.driver_version is None
+    assert gpu.markers["driver_version"] == "[Deprecated]"
+
+
+def test_a_kmd_version_column_is_the_driver_version():
+    (gpu,) = parse_query_gpu("index, name, kmd_version\n0, NVIDIA H100, 610.57.04\n")
+    assert gpu.driver_version == "610.57.04"
+
+
+@pytest.mark.parametrize("name", ["version.txt", "nvidia-smi.txt"])
+def test_the_610_branch_reads_kmd_and_cuda_umd_versions(name):
+    info = parse_driver_info((DRIVER_610 / name).read_text())
+    assert (info.driver_version, info.cuda_version) == ("610.57.04", "13.3")
+
+
+def test_a_deprecated_notice_is_never_taken_for_a_version():
+    text = (
+        'DRIVER version                     : Deprecated, see "KMD version" instead\n'
+        'CUDA version                       : Deprecated, see "CUDA UMD version" instead\n'
+    )
+    with pytest.raises(NvidiaSmiParseError):
+        parse_driver_info(text)
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.stem)
@@ -175,92 +261,7 @@ def test_list_of_the_mig_capture_has_its_mig_devices():
     assert gpu.mig_devices[1].uuid == "MIG-00000001-0000-0000-0000-000000000001"
 
 
-# file stem -> (driver, cuda, name, memory MiB, ecc enabled, MIG gpu-instance ids)
-EXPECTED_XML = {
-    "a100-sxm4-v12": ("535.54.03", "12.2", "NVIDIA A100-SXM4-80GB", 81920, True, [3, 4, 5, 6]),
-    "a10g": ("515.105.01", "11.7", "NVIDIA A10G", 23028, True, []),
-    "quadro-p2000-v12": ("525.125.06", "12.0", "Quadro P2000", 5120, None, []),
-    "rtx-3080-v13": ("595.58.03", "13.2", "NVIDIA GeForce RTX 3080", 10240, None, []),
-    "tesla-t4": ("515.105.01", "11.7", "Tesla T4", 15360, True, []),
-}
-
-
-def test_every_xml_has_an_expectation():
-    assert {p.stem for p in XMLS} == set(EXPECTED_XML)
-
-
-@pytest.mark.parametrize("path", XMLS, ids=lambda p: p.stem)
-def test_query_xml(path):
-    driver, cuda, name, memory, ecc, gis = EXPECTED_XML[path.stem]
-    report = parse_query_xml(path.read_text())
-    assert (report.driver_version, report.cuda_version) == (driver, cuda)
-    (gpu,) = report.gpus
-    assert (gpu.index, gpu.name, gpu.memory_total_mib) == (0, name, memory)
-    assert gpu.driver_version == driver
-    assert gpu.uuid.startswith("GPU-")
-    assert gpu.ecc_enabled is ecc
-    assert gpu.ecc_uncorrected_volatile == (0 if ecc else None)
-    assert [m.gpu_instance_id for m in gpu.mig_devices] == gis
-    assert gpu.mig_enabled is (True if gis else None)
-
-
-def test_xml_a100_mig_devices_and_missing_remap_data():
-    report = parse_query_xml((FIXTURES / "xml" / "a100-sxm4-v12.xml").read_text())
-    (gpu,) = report.gpus
-    assert [m.memory_total_mib for m in gpu.mig_devices] == [19968] * 4
-    assert gpu.remapped_rows_pending is None
-    assert gpu.markers["remapped_rows_pending"] == "N/A"
-
-
-def test_xml_a10g_remapped_rows_and_t4_retired_pages():
-    a10g = parse_query_xml((FIXTURES / "xml" / "a10g.xml").read_text()).gpus[0]
-    assert (a10g.remapped_rows_pending, a10g.remapped_rows_failure) == (False, False)
-    assert a10g.remapped_rows_uncorrectable == 0
-    t4 = parse_query_xml((FIXTURES / "xml" / "tesla-t4.xml").read_text()).gpus[0]
-    assert (t4.retired_pages_pending, t4.retired_pages_double_bit) == (False, 0)
-
-
 # --- literal edge cases ---------------------------------------------------------------
-
-MIG_XML = """<?xml version="1.0" ?>
-<nvidia_smi_log>
-  <driver_version>550.54.15</driver_version>
-  <cuda_version>12.4</cuda_version>
-  <gpu id="00000000:07:00.0">
-    <product_name>NVIDIA A100-SXM4-40GB</product_name>
-    <mig_mode><current_mig>Enabled</current_mig><pending_mig>Disabled</pending_mig></mig_mode>
-    <mig_devices>
-      <mig_device><index>0</index><gpu_instance_id>1</gpu_instance_id>
-        <compute_instance_id>0</compute_instance_id>
-        <fb_memory_usage><total>19968 MiB</total></fb_memory_usage></mig_device>
-    </mig_devices>
-    <uuid>GPU-1</uuid>
-    <fb_memory_usage><total>40960 MiB</total></fb_memory_usage>
-    <ecc_mode><current_ecc>Enabled</current_ecc></ecc_mode>
-    <ecc_errors>
-      <volatile><sram_uncorrectable>2</sram_uncorrectable>
-        <dram_uncorrectable>1</dram_uncorrectable></volatile>
-      <aggregate><sram_uncorrectable>[Insufficient Permissions]</sram_uncorrectable>
-        <dram_uncorrectable>[Insufficient Permissions]</dram_uncorrectable></aggregate>
-    </ecc_errors>
-    <retired_pages><pending_retirement>Yes</pending_retirement></retired_pages>
-    <remapped_rows><remapped_row_unc>3</remapped_row_unc>
-      <remapped_row_pending>Yes</remapped_row_pending>
-      <remapped_row_failure>No</remapped_row_failure></remapped_rows>
-  </gpu>
-</nvidia_smi_log>
-"""
-
-
-def test_xml_mig_enabled_with_errors_and_permission_markers():
-    (gpu,) = parse_query_xml(MIG_XML).gpus
-    assert (gpu.mig_enabled, gpu.mig_pending) == (True, False)
-    assert gpu.mig_devices[0].memory_total_mib == 19968
-    assert gpu.ecc_uncorrected_volatile == 3
-    assert gpu.ecc_uncorrected_aggregate is None
-    assert gpu.markers["ecc_uncorrected_aggregate"] == "[Insufficient Permissions]"
-    assert gpu.retired_pages_pending is True
-    assert (gpu.remapped_rows_pending, gpu.remapped_rows_uncorrectable) == (True, 3)
 
 
 def test_query_gpu_noheader_nounits_with_markers():
@@ -362,7 +363,7 @@ def test_driver_info_without_a_driver_raises():
             2,
             'Field "compute_cap" is not a valid field to query.',
             DriverState.FAILED,
-            "upgrade the driver",
+            "--help-query-gpu",
         ),
         (
             15,

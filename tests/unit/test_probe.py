@@ -1,11 +1,13 @@
 """The status probe's parser, on output assembled from real nvidia-smi captures."""
 
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from gpuprov.core import image_pin, probe
-from gpuprov.core.nvidia import QUERY_GPU_FIELDS
+from gpuprov.core.nvidia import QUERY_GPU_FIELDS, QUERY_GPU_SHELL
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures/nvidia-smi/captures"
 H100 = CAPTURES / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
@@ -110,3 +112,55 @@ def test_the_pin_goes_by_its_digest_and_its_id():
 )
 def test_pin_state_tells_a_rollout_apart(images, expected):
     assert probe.pin_state(images, image_pin.run_names(PIN)) == expected
+
+
+L40S = CAPTURES / "linux-x86_64__nvidia-l40s__595.80.txt"
+VERSION_610 = CAPTURES.parent / "driver-610" / "version.txt"
+
+
+def _help_of(path: Path) -> str:
+    text = path.read_text()
+    start = text.index("# $ nvidia-smi --help-query-gpu")
+    body = text[start:].split("\n", 2)[2]
+    return body[: body.index("\n####")]
+
+
+@pytest.mark.parametrize(
+    ("capture", "wanted", "unwanted"),
+    [(L40S, "kmd_version", "driver_version"), (H100, "driver_version", "kmd_version")],
+)
+def test_the_probe_shell_asks_for_the_fields_the_drivers_help_offers(
+    tmp_path, capture, wanted, unwanted
+):
+    assert f"sh -c {shlex.quote(QUERY_GPU_SHELL)}" in probe.PROBE_SCRIPT
+    (tmp_path / "help.txt").write_text(_help_of(capture))
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = --help-query-gpu ]; then cat "$(dirname "$0")/help.txt"; '
+        'else printf "%s\\n" "$@"; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    proc = subprocess.run(["sh", "-c", QUERY_GPU_SHELL], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    query, fmt = proc.stdout.splitlines()
+    fields = query.removeprefix("--query-gpu=").split(",")
+    assert wanted in fields and unwanted not in fields
+    assert fields[:2] == ["index", "name"] and "remapped_rows.failure" in fields
+    assert fmt == "--format=csv,nounits"
+
+
+def test_the_driver_version_comes_from_nvidia_smi_version():
+    status = probe.parse(
+        output(
+            hostname=("gpu-610", 0),
+            nvidia_smi=(h100_row(), 0),
+            nvidia_smi_version=(VERSION_610.read_text(), 0),
+            nvidia_ctk=("NVIDIA Container Toolkit CLI version 1.19.1", 0),
+            docker=("28.2.2", 0),
+            workspaces=("", 0),
+            images=("", 0),
+        )
+    )
+    assert status.driver == "610.57.04"
+    assert status.problems == ()

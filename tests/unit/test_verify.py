@@ -11,7 +11,6 @@ from gpuprov.core.nvidia import (
     classify_failure,
     parse_driver_info,
     parse_query_gpu,
-    parse_query_xml,
 )
 from gpuprov.core.verify import (
     Check,
@@ -60,8 +59,8 @@ def healthy_h100() -> HostFacts:
         dev_nvidia_uvm=True,
         cgroup_version=2,
         driver_packages_held=True,
-        nvidia_ctk_version="1.17.8",
-        nvidia_container_cli_version="1.17.8",
+        nvidia_ctk_version="1.19.1",
+        nvidia_container_cli_version="1.19.1",
         docker_running=True,
         docker_runtimes=("io.containerd.runc.v2", "nvidia", "runc"),
         docker_default_runtime="runc",
@@ -144,7 +143,19 @@ def test_toolkit_1_17_4_is_a_security_failure_naming_the_cve():
     assert check.reason.startswith("security:")
     assert "CVE-2025-23266" in check.reason
     assert "CVE-2025-23359" not in check.reason
-    assert "1.17.8" in check.reason
+    assert "CVE-2026-24260 (fixed in 1.19.1)" in check.reason
+    assert "< 1.19.1" in check.reason
+
+
+def test_toolkit_1_19_0_is_exposed_to_the_2026_hook_race():
+    facts = dataclasses.replace(
+        healthy_h100(), nvidia_ctk_version="1.19.0", nvidia_container_cli_version="1.19.0"
+    )
+    check = by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
+    assert check.status is Status.FAIL
+    assert check.reason.endswith(
+        "CVE-2026-24260 (fixed in 1.19.1); upgrade nvidia-container-toolkit"
+    )
 
 
 def test_toolkit_takes_the_older_of_its_two_versions():
@@ -338,9 +349,14 @@ def test_blackwell_gpu_on_cu126_image_fails_compute_capability():
     assert "12.0 is not in the torch 2.7.1 cu126 wheels" in check.reason
 
 
-def test_xml_gpu_without_compute_capability_warns():
-    report = parse_query_xml((FIXTURES / "xml" / "a10g.xml").read_text())
-    facts = dataclasses.replace(healthy_h100(), gpus=report.gpus)
+def test_gpu_from_a_driver_without_compute_cap_warns():
+    header, row = _capture_section("nvidia-smi --query-gpu=").splitlines()[:2]
+    cells = [list(map(str.strip, line.split(","))) for line in (header, row)]
+    keep = [i for i, name in enumerate(cells[0]) if name != "compute_cap"]
+    text = "\n".join(", ".join(line[i] for i in keep) for line in cells)
+    gpus = tuple(parse_query_gpu(text))
+    assert gpus[0].compute_capability is None
+    facts = dataclasses.replace(healthy_h100(), gpus=gpus)
     check = by_name(verify_host(facts, HostExpectations(), IMAGE))["compute capability"]
     assert check.status is Status.WARN
     assert "compute capability unknown" in check.reason
@@ -375,3 +391,84 @@ def test_worst_orders_fail_over_warn_over_ok_over_na():
     assert worst([Check("a", Status.NA, ""), Check("b", Status.OK, "")]) is Status.OK
     assert worst([Check("a", Status.WARN, ""), Check("b", Status.OK, "")]) is Status.WARN
     assert worst([Check("a", Status.WARN, ""), Check("b", Status.FAIL, "")]) is Status.FAIL
+
+
+# --- what could not be read, and releases newer than the tables -------------------
+
+MIG_CAPTURE = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
+
+
+def test_mig_h100_memory_health_is_unknown_not_ok():
+    from test_nvidia import query_gpu_sections
+
+    (gpu,) = parse_query_gpu(query_gpu_sections(MIG_CAPTURE)[0])
+    assert gpu.markers["remapped_rows_pending"] == "[N/A]"
+    facts = dataclasses.replace(healthy_h100(), gpus=(gpu,))
+    check = by_name(verify_host(facts, HostExpectations(), IMAGE))["gpu memory health"]
+    assert check.status is Status.WARN
+    assert "memory health unknown" in check.reason
+    assert "remapped_rows_pending" in check.reason
+    assert "with MIG enabled" in check.reason
+    assert "nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER" in check.reason
+    assert "no uncorrected ECC errors" not in check.reason
+
+
+def test_memory_values_a_driver_does_not_offer_are_unknown():
+    gpu = dataclasses.replace(
+        healthy_h100().gpus[0],
+        remapped_rows_pending=None,
+        remapped_rows_failure=None,
+        remapped_rows_uncorrectable=None,
+        markers={"remapped_rows_pending": "[not offered by this driver]"},
+    )
+    facts = dataclasses.replace(healthy_h100(), gpus=(gpu,))
+    check = by_name(verify_host(facts, HostExpectations(), IMAGE))["gpu memory health"]
+    assert check.status is Status.WARN
+    assert "[not offered by this driver]" in check.reason
+
+
+def test_ecc_disabled_is_a_warning_not_a_clean_bill():
+    gpu = dataclasses.replace(healthy_h100().gpus[0], ecc_enabled=False)
+    facts = dataclasses.replace(healthy_h100(), gpus=(gpu,))
+    check = by_name(verify_host(facts, HostExpectations(), IMAGE))["gpu memory health"]
+    assert check.status is Status.WARN
+    assert "ECC is disabled" in check.reason
+
+
+def test_a_610_host_reads_its_cuda_and_runs_a_cuda_13_3_image():
+    info = parse_driver_info((FIXTURES / "driver-610" / "version.txt").read_text())
+    facts = dataclasses.replace(
+        healthy_h100(), driver_version=info.driver_version, cuda_version=info.cuda_version
+    )
+    image = ImagePin(cuda="13.3", torch="2.14.0", cuda_build="cu130")
+    checks = by_name(verify_host(facts, HostExpectations(), image))
+    assert checks["nvidia driver"].reason == "driver 610.57.04, supports CUDA 13.3"
+    assert checks["driver vs image CUDA"].status is Status.OK
+    assert "610.57.04 >= 610.43.02 needed by CUDA 13.3" in checks["driver vs image CUDA"].reason
+
+
+def test_a_cuda_newer_than_the_table_warns_with_the_drivers_evidence():
+    facts = dataclasses.replace(healthy_h100(), driver_version="615.71.09", cuda_version="13.4")
+    image = ImagePin(cuda="13.4", torch="2.14.0", cuda_build="cu130")
+    check = by_name(verify_host(facts, HostExpectations(), image))["driver vs image CUDA"]
+    assert check.status is Status.WARN
+    assert "driver 615.71.09 reports CUDA 13.4 >= 13.4" in check.reason
+    assert "CUDA 13.4 is beyond gpuprov's table" in check.reason
+
+
+def test_a_cuda_newer_than_the_table_without_driver_evidence_is_unknown():
+    facts = dataclasses.replace(healthy_h100(), driver_version="615.71.09", cuda_version=None)
+    image = ImagePin(cuda="13.4", torch="2.14.0", cuda_build="cu130")
+    check = by_name(verify_host(facts, HostExpectations(), image))["driver vs image CUDA"]
+    assert check.status is Status.WARN
+    assert "did not report the CUDA version" in check.reason
+
+
+def test_a_cu132_image_is_verified_and_its_arch_list_is_unknown():
+    facts = dataclasses.replace(healthy_h100(), driver_version="595.71.05", cuda_version="13.2")
+    image = ImagePin(cuda="13.2", torch="2.13.0", cuda_build="cu132")
+    checks = by_name(verify_host(facts, HostExpectations(), image))
+    assert checks["driver vs image CUDA"].status is Status.OK
+    assert checks["compute capability"].status is Status.WARN
+    assert "torch.cuda.get_arch_list()" in checks["compute capability"].reason
+    assert "unknown PyTorch CUDA build" not in checks["compute capability"].reason

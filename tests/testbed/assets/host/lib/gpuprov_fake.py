@@ -154,14 +154,6 @@ class Driver:
             text = re.sub(
                 r"(CUDA Version\s*:\s*)\S+", lambda m: m.group(1) + self.cuda_version, text
             )
-            text = re.sub(r"(<cuda_version>)[^<]*", lambda m: m.group(1) + self.cuda_version, text)
-        return text
-
-    def rewrite_xml(self, text: str) -> str:
-        """XML captures come from other machines: make them claim this host's driver too."""
-        text = re.sub(r"(<driver_version>)[^<]*", lambda m: m.group(1) + self.version, text)
-        if self.cuda_version:
-            text = re.sub(r"(<cuda_version>)[^<]*", lambda m: m.group(1) + self.cuda_version, text)
         return text
 
 
@@ -262,16 +254,6 @@ def nvidia_smi(args: list[str]) -> int:
     config = load_config()
     driver = driver_or_exit(config, "nvidia-smi")
     options = _options(args)
-    if ({"-q", "--query"} & options.keys()) and ({"-x", "--xml-format"} & options.keys()):
-        if not config.get("xml"):
-            print(
-                "gpuprov fake nvidia-smi: no XML capture configured for this host "
-                "(set HostSpec.xml)",
-                file=sys.stderr,
-            )
-            return 2
-        sys.stdout.write(driver.rewrite_xml((FIXTURES / "xml" / config["xml"]).read_text()))
-        return 0
     command = " ".join(args)
     if command in driver.capture.sections:
         sys.stdout.write(driver.rewrite(driver.capture.sections[command]))
