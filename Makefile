@@ -7,12 +7,17 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventories/local
 PYTEST_ARGS ?=
 
-.PHONY: run test quick lint unit integration syntax bench clean-testbed
+.PHONY: run stop test quick lint unit integration syntax bench clean-testbed
 
 ## run: install the controller and run site.yml on $(INVENTORY) (this machine by default)
 run:
 	scripts/bootstrap
 	ansible-playbook -i $(INVENTORY) site.yml
+
+## stop: stop the workspaces and the Docker engine `make run` started; every file stays
+stop:
+	@test -x $(BIN)/ansible-playbook || { echo "stop: nothing to stop: $(VENV) is missing, so make run never ran here"; exit 1; }
+	ansible-playbook -i $(INVENTORY) playbooks/stop.yml
 
 ## test: the whole suite: lint, unit, then the real test bed (dockerd, registry, SSH hosts)
 test:
@@ -46,3 +51,8 @@ integration:
 
 bench:
 	python bench/inventory_check.py
+
+## clean-testbed: remove the test bed's cached images (the next make test rebuilds them)
+clean-testbed:
+	@if pgrep -f 'gpuprov-testbed-' >/dev/null; then echo "clean-testbed: a test bed is running; let it finish first"; exit 1; fi
+	rm -rf /var/cache/gpuprov

@@ -180,6 +180,20 @@ class _Rules:
                     "move it to gpuprov_image.digest",
                 )
             )
+        if image["source"] == "build":
+            for key in ("digest", "id"):
+                if key in image:
+                    self.findings.append(
+                        Finding.at(
+                            sourced.origin_of(f".{key}"),
+                            "inventory",
+                            f"gpuprov_image.{key}",
+                            f"is set, but source: build makes a new image on every build, so "
+                            f"the recorded {key} would be ignored",
+                            f"remove {key} to build here, or set source: pull to run the "
+                            f"recorded image (`gpuprov image pin` prints the whole pin)",
+                        )
+                    )
         if image["source"] == "pull" and "digest" not in image:
             self.findings.append(
                 Finding.at(

@@ -121,6 +121,7 @@ LIMITS = Map(
         "cpus": Num(),
         "pids": Int(minimum=64),
         "shm_size": SIZE,
+        "tmp_size": SIZE,
     },
 )
 USER = Map(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .labels import IMAGE_LABEL, KIND_LABEL, SPEC_LABEL, USER_LABEL
@@ -19,6 +20,15 @@ PASSWORD_HASH_IN_CONTAINER = "/run/secrets/jupyter-password-hash"
 SSH_DIR_IN_CONTAINER = "/gpuprov/ssh"
 # NVIDIA's PyTorch containers ask for these: pinned memory and deep recursion.
 ULIMITS = ("memlock:-1:-1", "stack:67108864:67108864")
+# json-file keeps every line a notebook prints unless told otherwise, until the
+# host's disk is full: rotate at the sizes of Docker's own "local" log driver.
+LOG_DRIVER = "json-file"
+LOG_OPTIONS = {"max-size": "20m", "max-file": "5"}
+# The root filesystem is read-only (CIS 5.13): what a user keeps goes to their
+# volume, never the container's layer. /tmp is the one writable path the image
+# needs (the entrypoint's nss_wrapper and server configs); it lives in memory and
+# counts against the memory limit, so it is bounded.
+TMP_SIZE = "1g"
 
 
 def container_name(user: str, kind: str) -> str:
@@ -44,8 +54,12 @@ def container_spec(
     secrets_dir: str,
     default_shm: str,
     ulimits: tuple[str, ...] = ULIMITS,
+    log_options: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """docker_container arguments for one workspace, plus a hash of them as a label."""
+    """docker_container arguments for one workspace, plus a hash of them as a label.
+
+    `log_options` replaces LOG_OPTIONS (json-file's options, e.g. max-size) when given.
+    """
     home = f"/home/{plan.user}"
     base = user_dir(data_root, plan.user)
     volumes = [f"{base}/home:{home}"]
@@ -91,6 +105,11 @@ def container_spec(
         "security_opts": ["no-new-privileges"],
         "cap_drop": ["ALL"],
         "restart_policy": "unless-stopped",
+        "read_only": True,
+        "tmpfs": [f"/tmp:rw,nosuid,nodev,size={plan.limits.get('tmp_size', TMP_SIZE)}"],
+        "log_driver": LOG_DRIVER,
+        # Docker keeps log options as strings: "5", not 5, or every run differs.
+        "log_options": {k: str(v) for k, v in (log_options or LOG_OPTIONS).items()},
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     spec["labels"] = {

@@ -36,6 +36,7 @@ def container_spec(
     secrets_dir: str,
     default_shm: str,
     ulimits: list[str],
+    log_options: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     fields = {
         **plan,
@@ -50,6 +51,7 @@ def container_spec(
         secrets_dir,
         default_shm,
         tuple(ulimits),
+        log_options,
     )
 
 

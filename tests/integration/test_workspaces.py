@@ -402,6 +402,17 @@ def test_first_run_starts_every_workspace(team, testbed):
         assert inspect(testbed, host, name)["State"]["Running"], name
 
 
+def test_the_images_healthcheck_sees_jupyter_and_sshd_answer(team, testbed):
+    for name in ("gpuprov-alice-jupyter", "gpuprov-bob-ssh"):
+        deadline = time.monotonic() + 90
+        while True:
+            health = inspect(testbed, "h100", name)["State"]["Health"]
+            if health["Status"] != "starting" or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert health["Status"] == "healthy", (name, health["Log"][-1:])
+
+
 def test_second_run_changes_nothing(team):
     again = team.play()
     assert {h: r["changed"] for h, r in recap(again).items()} == {"h100": 0, "oldgpu": 0}
@@ -501,6 +512,11 @@ def test_security_options_and_limits_in_docker_inspect(team, testbed):
         assert hc["NetworkMode"] not in ("host",) and hc["PidMode"] != "host", name
         assert not any("docker.sock" in m["Source"] for m in info["Mounts"]), name
         assert hc["RestartPolicy"]["Name"] == "unless-stopped", name
+        assert hc["ReadonlyRootfs"] is True, name
+        assert hc["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1g"}, name
+        assert hc["LogConfig"] == {
+            "Type": "json-file", "Config": {"max-size": "20m", "max-file": "5"},
+        }, name  # fmt: skip
         assert {u["Name"]: (u["Soft"], u["Hard"]) for u in hc["Ulimits"]} == {
             "stack": (67108864, 67108864), "nofile": (8192, 16384),
         }  # fmt: skip

@@ -94,6 +94,9 @@ def lint(text: str) -> list[str]:
         value = [a for i, a in steps if i == word]
         if not value or not value[-1].startswith("["):
             problems.append(f"{word} must be in exec form")
+    health = [a for i, a in steps if i == "HEALTHCHECK"]
+    if not health or not re.search(r"\bCMD \[", health[-1]):
+        problems.append("no HEALTHCHECK in exec form (CIS Docker 4.6)")
     if re.search(r":latest\b", text):
         problems.append("a floating :latest tag")
     if any(i == "ADD" and not a.startswith("http") for i, a in steps):
@@ -170,6 +173,7 @@ def test_local_cpu_flavour_builds_from_an_image_id(tmp_path: Path) -> None:
         ("FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04", "not pinned"),
         ("RUN micromamba create -p /opt/conda pytorch", "exactly one Python package manager"),
         ("USER root", "must not be root"),
+        ("HEALTHCHECK NONE", "no HEALTHCHECK"),
     ],
 )
 def test_the_lint_catches_what_it_is_for(tmp_path: Path, broken: str, problem: str) -> None:

@@ -82,6 +82,12 @@ EXPECTED = {
         "says 'ssh-ed25519' but the line says 'ssh-rsa'",
     ),
     "image-not-pinned": ("image.yml", "inventory", "gpuprov_image.digest", "not pinned by digest"),
+    "digest-with-build": (
+        "image.yml",
+        "inventory",
+        "gpuprov_image.digest",
+        "source: build makes a new image on every build",
+    ),
     "unknown-host": (
         "users.yml",
         "user 'alice'",

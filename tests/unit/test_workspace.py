@@ -69,6 +69,23 @@ def test_spec_default_shm_and_no_limits():
     assert got["memory"] is None and got["pids_limit"] is None
 
 
+def test_the_root_filesystem_is_read_only_with_a_bounded_tmp():
+    got = spec()
+    assert got["read_only"] is True
+    assert got["tmpfs"] == ["/tmp:rw,nosuid,nodev,size=1g"]
+    bigger = spec(replace(ALICE, limits={"tmp_size": "8g"}))
+    assert bigger["tmpfs"] == ["/tmp:rw,nosuid,nodev,size=8g"]
+
+
+def test_logs_rotate_by_default_and_the_team_may_choose_the_sizes():
+    got = spec()
+    assert got["log_driver"] == "json-file"
+    assert got["log_options"] == {"max-size": "20m", "max-file": "5"}
+    chosen = spec(log_options={"max-size": "100m", "max-file": 3})
+    assert chosen["log_options"] == {"max-size": "100m", "max-file": "3"}
+    assert chosen["labels"]["org.gpuprov.spec"] != got["labels"]["org.gpuprov.spec"]
+
+
 def test_jupyter_credentials_arrive_as_read_only_files_never_in_env_values():
     got = spec(replace(ALICE, password_hash_given=True))
     assert (
