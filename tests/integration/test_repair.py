@@ -75,7 +75,7 @@ def repair_host(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory):
         "mv /etc/apt/sources.list /etc/apt/sources.list.gpuprov-test && "
         f"dpkg -i {REMOTE_REPO}/*_1.17.4-1_amd64.deb >/dev/null && "
         f"echo '{json.dumps(daemon)}' > /etc/docker/daemon.json && "
-        "service docker restart >/dev/null && "
+        "service docker restart && "
         "until docker version >/dev/null 2>&1; do sleep 0.2; done",
     )
     try:
