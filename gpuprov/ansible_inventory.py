@@ -40,6 +40,8 @@ CONNECTION_VARIABLES = (
     "ansible_connection",
     "ansible_ssh_private_key_file",
     "ansible_ssh_common_args",
+    "ansible_become",
+    "ansible_become_user",
 )
 # Plugins whose error explains a source best, when several tried it and all failed.
 _TELLING_PLUGINS = ("script", "yaml", "auto", "ini", "toml")

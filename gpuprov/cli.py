@@ -9,9 +9,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from .core import image_pin, inventory, knowledge, plan, probe, rules
 from .core.text_table import text_table
+
+if TYPE_CHECKING:
+    # paramiko loads only for the commands that reach hosts.
+    from . import fleet
 
 
 def _load(args: argparse.Namespace) -> tuple[inventory.Inventory, list[str]]:
@@ -119,34 +124,36 @@ def cmd_image_pin(args: argparse.Namespace) -> int:
     return image_cli.pin(args.image, args.docker_host)
 
 
+def _progress(state: fleet.Progress) -> None:
+    slowest = state.slowest()
+    waiting = f"; waiting on {slowest[0]} ({slowest[1]:.1f} s)" if slowest else ""
+    sys.stderr.write(f"\r\033[K{state.done}/{state.total} answered{waiting}")
+    sys.stderr.flush()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from . import fleet
 
     found, selected = _load(args)
     pin = plan.team_value(found, "gpuprov_image")
     pinned = image_pin.run_names(pin.value if pin else None)
-    results = fleet.probe_all(fleet.targets(found, selected), timeout=args.timeout)
-    print(
-        f"{'host':<14} {'hostname':<14} {'driver':<14} {'gpus':<26} {'toolkit':<8} "
-        f"{'docker':<10} {'workspaces':<10} image"
+    live = sys.stderr.isatty() and not args.json
+    results = fleet.probe_all(
+        fleet.targets(found, selected),
+        timeout=args.timeout,
+        deadline=args.deadline,
+        on_progress=_progress if live else None,
     )
-    failed = 0
-    for result in results:
-        name = result.target.name
-        if result.status is None:
-            failed += 1
-            print(f"{name:<14} UNREACHABLE: {result.error}")
-            continue
-        s = result.status
-        names = sorted({g.name or "?" for g in s.gpus})
-        gpus = f"{len(s.gpus)} x {', '.join(names)}" if s.gpus else "-"
-        print(
-            f"{name:<14} {s.hostname:<14} {s.driver:<14} {gpus[:26]:<26} {s.toolkit or '-':<8} "
-            f"{s.docker or 'DOWN':<10} {len(s.workspaces):<10} {probe.pin_state(s.images, pinned)}"
+    if live:
+        sys.stderr.write("\r\033[K")
+    rows = [
+        probe.host_report(
+            r.target.name, r.status, r.error, r.timed_out, r.seconds, pinned, r.target.gpu_required
         )
-        for problem in s.problems:
-            print(f"{'':<14} ! {problem}")
-    return 1 if failed else 0
+        for r in results
+    ]
+    print(json.dumps({"hosts": rows}, indent=2) if args.json else probe.render(rows))
+    return probe.exit_code(rows)
 
 
 def cmd_facts(args: argparse.Namespace) -> int:
@@ -201,7 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     status = add("status", cmd_status, "Probe every host at once over SSH (read-only).")
     limit(status)
-    status.add_argument("--timeout", type=float, default=10.0, help="seconds to connect")
+    status.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="seconds each host gets in all: connect, log in and run the probe (default 15)",
+    )
+    status.add_argument(
+        "--deadline", type=float, help="seconds the whole run may take (default: no limit)"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
     plan_command = add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.")
     limit(plan_command)
     plan_command.add_argument("--json", action="store_true", help="print JSON")

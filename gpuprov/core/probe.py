@@ -6,10 +6,11 @@ connection and one command per host keeps a fleet-wide look to seconds.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
+from .host_facts import ctk_version
 from .labels import IMAGE_LABEL, USER_LABEL
 from .nvidia import (
     QUERY_GPU_SHELL,
@@ -20,6 +21,7 @@ from .nvidia import (
     parse_driver_info,
     parse_query_gpu,
 )
+from .text_table import text_table
 
 SEPARATOR = "@@gpuprov@@"
 
@@ -112,12 +114,11 @@ def parse(output: str) -> HostStatus:
     ctk = get("nvidia-ctk")
     toolkit = None
     if ctk.rc == 0:
-        found = re.search(r"version\s+v?([0-9]+(?:\.[0-9]+)+)", ctk.output)
-        toolkit = found.group(1) if found else "unreadable"
+        toolkit = ctk_version({"rc": ctk.rc, "out": ctk.output}) or "unreadable"
     docker_section = get("docker")
     docker = docker_section.output.strip() if docker_section.rc == 0 else None
     if docker is None:
-        problems.append("Docker does not answer")
+        problems.append(_docker_problem(docker_section))
     workspaces = (
         tuple(line.strip() for line in get("workspaces").output.splitlines() if line.strip())
         if docker
@@ -129,6 +130,19 @@ def parse(output: str) -> HostStatus:
         else ()
     )
     return HostStatus(hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems), images)
+
+
+def _docker_problem(section: Section) -> str:
+    """Why Docker did not answer, in its own words, with the usual fix."""
+    said = next((line.strip() for line in section.output.splitlines() if line.strip()), "")
+    if section.rc == 127 or "not found" in said:
+        return "Docker does not answer: the docker CLI is not installed"
+    if "permission denied" in said.lower():
+        return (
+            f"Docker does not answer: {said[:200]} (the SSH user is not in the docker group: "
+            f"add it, or set ansible_become: true for the host)"
+        )
+    return f"Docker does not answer: {said[:200]}" if said else "Docker does not answer"
 
 
 def _driver_version(version: Section, gpus: tuple[GpuRecord, ...]) -> str:
@@ -151,3 +165,122 @@ def pin_state(images: tuple[str, ...], pinned: set[str]) -> str:
         return "-"
     on_pin = sum(image in pinned for image in images)
     return "pin" if on_pin == len(images) else f"{on_pin}/{len(images)} on pin"
+
+
+def remote_command(seconds: int, become_user: str | None = None) -> str:
+    """PROBE_SCRIPT as sent to a host: bounded by the host's own `timeout`, so a hung
+    nvidia-smi is ended there too, and run through `sudo -n` where the inventory
+    says to become (Docker's socket often needs it); sudo never prompts."""
+    inner = f"sh -c {shlex.quote(PROBE_SCRIPT)}"
+    if become_user:
+        inner = f"sudo -n -u {shlex.quote(become_user)} -- {inner}"
+    return (
+        f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 2 {seconds} {inner}; "
+        f"else exec {inner}; fi"
+    )
+
+
+def running_section(output: str) -> str | None:
+    """The section a probe cut short was in (its last header without an exit status)."""
+    current = None
+    for line in output.splitlines():
+        if line.startswith(f"{SEPARATOR} rc="):
+            current = None
+        elif line.startswith(f"{SEPARATOR} "):
+            current = line.split(" ", 1)[1]
+    return current
+
+
+def judge(status: HostStatus, pinned: set[str], gpu_required: bool = True) -> list[str]:
+    """Everything about a reachable host that needs a person, worst first.
+
+    A host the inventory allows to have no GPU is not faulted for its driver.
+    """
+    found = list(status.problems)
+    if gpu_required and status.driver in ("not-installed", "no GPU"):
+        found.append(f"no usable GPU driver ({status.driver})")
+    if gpu_required and status.driver not in ("not-installed", "no GPU") and not status.toolkit:
+        found.append("NVIDIA Container Toolkit not installed (nvidia-ctk missing)")
+    for line in status.workspaces:
+        if "(unhealthy)" in line or "Restarting" in line:
+            found.append(f"workspace not healthy: {line}")
+    state = pin_state(status.images, pinned)
+    if pinned and state not in ("pin", "-"):
+        found.append(f"workspaces off the pin: {state}")
+    return found
+
+
+# --- the fleet report ------------------------------------------------------------
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_UNREACHABLE = 0, 1, 2
+
+
+def host_report(
+    host: str,
+    status: HostStatus | None,
+    error: str | None,
+    timed_out: bool,
+    seconds: float,
+    pinned: set[str],
+    gpu_required: bool = True,
+) -> dict[str, Any]:
+    """One host's row of `gpuprov status`, JSON-ready; `state` says how it stands:
+    ok, problems, timeout (with what was read before it) or unreachable."""
+    row: dict[str, Any] = {"host": host, "seconds": round(seconds, 2), "error": error}
+    if status is None:
+        row["state"] = "timeout" if timed_out else "unreachable"
+        return row
+    names = sorted({g.name or "?" for g in status.gpus})
+    problems = judge(status, pinned, gpu_required)
+    row.update(
+        state="timeout" if timed_out else ("problems" if problems else "ok"),
+        hostname=status.hostname,
+        driver=status.driver,
+        gpus=f"{len(status.gpus)} x {', '.join(names)}" if status.gpus else "-",
+        gpu_list=[{"index": g.index, "name": g.name, "uuid": g.uuid} for g in status.gpus],
+        toolkit=status.toolkit,
+        docker=status.docker,
+        workspaces=list(status.workspaces),
+        image=pin_state(status.images, pinned),
+        problems=problems,
+    )
+    return row
+
+
+def exit_code(rows: list[dict[str, Any]]) -> int:
+    """0: every host healthy; 1: a host needs attention; 2: a host unreachable or timed out."""
+    states = {row["state"] for row in rows}
+    if states & {"unreachable", "timeout"}:
+        return EXIT_UNREACHABLE
+    return EXIT_PROBLEMS if "problems" in states else EXIT_OK
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The table, sorted by host, each problem on its own line under its host."""
+    header = ("host", "hostname", "driver", "gpus", "toolkit", "docker", "workspaces", "image")
+    table: list[tuple[str, ...]] = []
+    notes: dict[int, list[str]] = {}
+    for row in sorted(rows, key=lambda r: r["host"]):
+        if "hostname" not in row:
+            table.append((row["host"], row["state"].upper(), "", "", "", "", "", ""))
+            notes[len(table)] = [row["error"] or ""]
+            continue
+        table.append(
+            (
+                row["host"],
+                row["hostname"],
+                row["driver"],
+                row["gpus"],
+                row["toolkit"] or "-",
+                row["docker"] or "DOWN",
+                str(len(row["workspaces"])),
+                row["image"],
+            )
+        )
+        notes[len(table)] = [*([row["error"]] if row["error"] else []), *row["problems"]]
+    lines = text_table(header, table).splitlines()
+    out = [lines[0]]
+    for number, line in enumerate(lines[1:], start=1):
+        out.append(line)
+        out += [f"  ! {note}" for note in notes.get(number, [])]
+    return "\n".join(out)

@@ -32,6 +32,7 @@ from gpuprov.core.allocation import PortRange, default_port
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ENTRYPOINT = REPO / "roles/team_image/templates/build/gpuprov-workspace.j2"
+TEMPLATE = REPO / "roles/team_image/templates/build/Dockerfile.j2"
 JUPYTERLAB = "jupyterlab==4.6.6"
 PORTS = PortRange(20000, 20999)
 PRIORITY_RANGE = {"first": PORTS.first, "last": PORTS.last}
@@ -78,9 +79,17 @@ RUN python3 -m venv /opt/venv \\
  && rm -rf /tmp/wheels
 COPY gpuprov-workspace /usr/local/bin/gpuprov-workspace
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+{healthcheck}
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/gpuprov-workspace"]
 CMD ["jupyter"]
 """
+
+
+def _healthcheck() -> str:
+    """The team image template's HEALTHCHECK instruction, continuation lines included."""
+    match = re.search(r"^HEALTHCHECK (?:.*\\\n)*.*$", TEMPLATE.read_text(), re.MULTILINE)
+    assert match, f"{TEMPLATE} has no HEALTHCHECK"
+    return match.group(0)
 
 
 def _docker(testbed: TestBed, *args: str, timeout: float = 900) -> str:
@@ -97,7 +106,9 @@ def build_workspace_image(testbed: TestBed, context: Path) -> str:
     """The workspace image in the bed's outer engine; rebuilt only when its inputs change."""
     wheels = _wheels()
     entrypoint = jinja2.Template(ENTRYPOINT.read_text(), keep_trailing_newline=True).render()
-    dockerfile = DOCKERFILE.format(base=testbed.base_image, jupyterlab=JUPYTERLAB)
+    dockerfile = DOCKERFILE.format(
+        base=testbed.base_image, jupyterlab=JUPYTERLAB, healthcheck=_healthcheck()
+    )
     base_id = _docker(testbed, "image", "inspect", "-f", "{{.Id}}", testbed.base_image)
     key = hashlib.sha256(
         "\n".join([dockerfile, entrypoint, base_id, *sorted(os.listdir(wheels))]).encode()

@@ -1,5 +1,6 @@
 """The status probe's parser, on output assembled from real nvidia-smi captures."""
 
+import dataclasses
 import shlex
 import subprocess
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_a_host_without_driver_or_docker_says_why():
     )
     assert status.driver == "not-loaded"
     assert status.toolkit is None and status.docker is None
-    assert "Docker does not answer" in status.problems
+    assert "Docker does not answer: Cannot connect to the Docker daemon" in status.problems
     assert any("kernel module is not loaded" in p for p in status.problems)
 
 
@@ -164,3 +165,95 @@ def test_the_driver_version_comes_from_nvidia_smi_version():
     )
     assert status.driver == "610.57.04"
     assert status.problems == ()
+
+
+def _healthy(**changes) -> probe.HostStatus:
+    status = probe.parse(
+        output(
+            hostname=("gpu-a", 0),
+            nvidia_smi=(h100_row(), 0),
+            nvidia_ctk=("NVIDIA Container Toolkit CLI version 1.19.1", 0),
+            docker=("28.2.2", 0),
+            workspaces=("alice gpuprov-alice-jupyter Up 2 hours (healthy)", 0),
+            images=("reg/team@sha256:aa", 0),
+        )
+    )
+    return dataclasses.replace(status, **changes)
+
+
+def test_a_docker_that_refuses_the_user_says_how_to_fix_it():
+    status = probe.parse(
+        output(
+            hostname=("gpu-c", 0),
+            nvidia_smi=(h100_row(), 0),
+            docker=(
+                "permission denied while trying to connect to the Docker daemon socket at "
+                "unix:///var/run/docker.sock",
+                1,
+            ),
+        )
+    )
+    (problem,) = status.problems
+    assert problem.startswith("Docker does not answer: permission denied")
+    assert "ansible_become: true" in problem
+
+
+def test_judge_names_what_needs_a_person():
+    assert probe.judge(_healthy(), {"reg/team@sha256:aa"}) == []
+    off_pin = probe.judge(_healthy(), {"reg/team@sha256:bb"})
+    assert off_pin == ["workspaces off the pin: 0/1 on pin"]
+    no_toolkit = probe.judge(_healthy(toolkit=None), set())
+    assert no_toolkit == ["NVIDIA Container Toolkit not installed (nvidia-ctk missing)"]
+    sick = _healthy(workspaces=("bob gpuprov-bob-ssh Up 1 minute (unhealthy)",))
+    assert probe.judge(sick, set()) == [
+        "workspace not healthy: bob gpuprov-bob-ssh Up 1 minute (unhealthy)"
+    ]
+    cpu = _healthy(driver="not-installed", gpus=(), toolkit=None)
+    assert probe.judge(cpu, set(), gpu_required=False) == []
+    assert probe.judge(cpu, set())[0] == "no usable GPU driver (not-installed)"
+
+
+def test_the_report_its_exit_status_and_table():
+    pinned = {"reg/team@sha256:aa"}
+    rows = [
+        probe.host_report("gpu-b", _healthy(toolkit=None), None, False, 0.4, pinned),
+        probe.host_report("gpu-a", _healthy(), None, False, 0.3, pinned),
+    ]
+    assert [r["state"] for r in rows] == ["problems", "ok"]
+    assert probe.exit_code(rows[1:]) == 0 and probe.exit_code(rows) == 1
+    cut = probe.host_report(
+        "gpu-c", _healthy(), "timed out after 5 s in nvidia-smi", True, 5, pinned
+    )
+    gone = probe.host_report("gpu-d", None, "connection refused on gpu-d:22", False, 0.1, pinned)
+    assert (cut["state"], gone["state"]) == ("timeout", "unreachable")
+    assert probe.exit_code([*rows, gone]) == 2
+    table = probe.render([*rows, cut, gone]).splitlines()
+    assert table[0].split() == [
+        "host", "hostname", "driver", "gpus", "toolkit", "docker", "workspaces", "image",
+    ]  # fmt: skip
+    assert table[1].split()[:3] == ["gpu-a", "gpu-a", "590.48.01"]
+    assert table[2].startswith("gpu-b") and table[3] == (
+        "  ! NVIDIA Container Toolkit not installed (nvidia-ctk missing)"
+    )
+    assert table[5] == "  ! timed out after 5 s in nvidia-smi"
+    assert table[6].split() == ["gpu-d", "UNREACHABLE"]
+    assert table[7] == "  ! connection refused on gpu-d:22"
+    long_name = probe.host_report("gpu-" + "x" * 40, _healthy(), None, False, 0.1, pinned)
+    widths = {len(line.split()[0]) for line in probe.render([long_name]).splitlines()[1:2]}
+    assert widths == {44}, "a long hostname must widen its column, not break the row"
+
+
+def test_the_probe_runs_under_the_hosts_own_timeout_and_sudo_when_asked():
+    command = probe.remote_command(7)
+    assert command.startswith("if command -v timeout")
+    assert "exec timeout -k 2 7 sh -c " in command and "sudo" not in command
+    become = probe.remote_command(7, "root")
+    assert "exec timeout -k 2 7 sudo -n -u root -- sh -c " in become
+    done = subprocess.run(["sh", "-c", probe.remote_command(5)], capture_output=True, text=True)
+    assert probe.parse(done.stdout).hostname != "?"
+
+
+def test_the_running_section_is_the_one_without_an_exit_status():
+    partial = output(hostname=("gpu-a", 0)) + f"\n{probe.SEPARATOR} nvidia-smi\n"
+    assert probe.running_section(partial) == "nvidia-smi"
+    assert probe.running_section(output(hostname=("gpu-a", 0))) is None

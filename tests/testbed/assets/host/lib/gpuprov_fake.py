@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import sys
+import time
 from pathlib import Path
 
 CONFIG = Path(os.environ.get("GPUPROV_FAKE_CONFIG", "/etc/gpuprov-fake/config.json"))
@@ -25,7 +26,8 @@ INSTALL_DIR = Path("/usr/bin")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 # Faults a test injects on a running host (written over SSH, read on every call):
 # {"query_gpu": {"ecc.errors.uncorrected.volatile.total": "2", ...}} overrides
-# those --query-gpu fields on every GPU, since no real capture shows a faulty GPU.
+# those --query-gpu fields on every GPU, since no real capture shows a faulty GPU;
+# {"hang_seconds": 60} makes every nvidia-smi call block that long first.
 FAULTS = Path(os.environ.get("GPUPROV_FAKE_FAULTS", "/etc/gpuprov-fake/faults.json"))
 DEV = Path("/dev")
 
@@ -253,6 +255,10 @@ def _query_gpu(driver: Driver, options: dict[str, str]) -> int:
 def nvidia_smi(args: list[str]) -> int:
     config = load_config()
     driver = driver_or_exit(config, "nvidia-smi")
+    # A wedged GPU: nvidia-smi blocks in the driver and never answers.
+    hang = load_faults().get("hang_seconds")
+    if hang:
+        time.sleep(float(hang))
     options = _options(args)
     command = " ".join(args)
     if command in driver.capture.sections:
