@@ -134,11 +134,15 @@ def test_driver_below_the_compat_floor_fails_even_when_accepted():
     assert "floor 525.60.13" in check.reason
 
 
-def test_toolkit_1_17_4_is_a_security_failure_naming_the_cve():
+def _toolkit_check(version: str) -> Check:
     facts = dataclasses.replace(
-        healthy_h100(), nvidia_ctk_version="1.17.4", nvidia_container_cli_version="1.17.4"
+        healthy_h100(), nvidia_ctk_version=version, nvidia_container_cli_version=version
     )
-    check = by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
+    return by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
+
+
+def test_toolkit_1_17_4_is_a_security_failure_naming_the_cve():
+    check = _toolkit_check("1.17.4")
     assert check.status is Status.FAIL
     assert check.reason.startswith("security:")
     assert "CVE-2025-23266" in check.reason
@@ -147,11 +151,8 @@ def test_toolkit_1_17_4_is_a_security_failure_naming_the_cve():
     assert "< 1.19.1" in check.reason
 
 
-def test_toolkit_1_19_0_is_exposed_to_the_2026_hook_race():
-    facts = dataclasses.replace(
-        healthy_h100(), nvidia_ctk_version="1.19.0", nvidia_container_cli_version="1.19.0"
-    )
-    check = by_name(verify_host(facts, EXPECT, IMAGE))["container toolkit"]
+def test_toolkit_1_19_0_is_exposed_to_the_2026_race():
+    check = _toolkit_check("1.19.0")
     assert check.status is Status.FAIL
     assert check.reason.endswith(
         "CVE-2026-24260 (fixed in 1.19.1); upgrade nvidia-container-toolkit"
