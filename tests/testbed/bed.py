@@ -273,6 +273,10 @@ class TestBed:
             "SYS_ADMIN",
             "--cap-add",
             "NET_ADMIN",
+            # runc exec (and so a HEALTHCHECK) opens the target's /proc/PID/ns/*,
+            # which for a process of another uid takes ptrace rights.
+            "--cap-add",
+            "SYS_PTRACE",
             "--security-opt",
             "seccomp=unconfined",
             "--security-opt",
