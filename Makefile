@@ -49,11 +49,12 @@ unit:
 integration:
 	pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
-## bench: measure, print and save figures (bench/results); needs root for the SSH hosts
+## bench: measure, print and save figures (bench/results); needs root for the SSH hosts and the test bed
 bench:
 	scripts/bootstrap --bench
 	python bench/inventory_check.py
 	python bench/fleet_status.py
+	python bench/playbook_runs.py
 
 ## clean-testbed: remove the test bed's cached images (the next make test rebuilds them)
 clean-testbed:

@@ -27,15 +27,14 @@ import hmac
 import json
 import os
 import platform
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import measure
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,46 +44,6 @@ CAPTURES = REPO / "tests/fixtures/nvidia-smi"
 CAPTURE = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
 FIRST_PORT = 42200
 TIMEOUT = 10
-
-
-def _tree_rss_kib(root: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry.name)
-        children.setdefault(int(fields.get("PPid", "0")), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
-    return total
-
-
-def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, controller CPU seconds and peak memory (MiB, the whole process tree)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, _tree_rss_kib(process.pid))
-        time.sleep(0.05)
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, peak // 1024
 
 
 class Fleet:
@@ -243,16 +202,11 @@ def _hashed(name: str) -> str:
     return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
 
 
-def _record(hosts: int, command: str, runs: list[tuple[float, float, int]], **extra) -> dict:
-    walls = [w for w, _, _ in runs]
+def _record(hosts: int, command: str, runs: list[measure.Run], **extra) -> dict:
     record = {
         "hosts": hosts,
         "command": command,
-        "median_s": round(statistics.median(walls), 3),
-        "min_s": round(min(walls), 3),
-        "max_s": round(max(walls), 3),
-        "cpu_s": round(statistics.median(c for _, c, _ in runs), 3),
-        "peak_rss_mib": max(m for _, _, m in runs),
+        **measure.summary(runs),
         "known_hosts_lines": extra.get("known_hosts_lines", hosts),
         "fault": extra.get("fault", "none"),
     }
@@ -282,10 +236,10 @@ def main() -> None:
             env = fleet.env()
             for hosts in sizes:
                 commands = fleet.commands(hosts)
-                runs: dict[str, list[tuple[float, float, int]]] = {c: [] for c in commands}
+                runs: dict[str, list[measure.Run]] = {c: [] for c in commands}
                 for _ in range(args.rounds):
                     for name, command in commands.items():
-                        runs[name].append(_run(command, env))
+                        runs[name].append(measure.run(command, env))
                 records += [_record(hosts, name, got) for name, got in runs.items()]
             biggest = max(sizes)
             status = fleet.commands(biggest)["status"]
@@ -294,7 +248,7 @@ def main() -> None:
                 _record(
                     biggest,
                     "status",
-                    [_run(status, env) for _ in range(args.rounds)],
+                    [measure.run(status, env) for _ in range(args.rounds)],
                     known_hosts_lines=1000 + biggest,
                 )
             )
@@ -303,7 +257,12 @@ def main() -> None:
             for fault, faults in (("hung", {"hang_seconds": 60}), ("slow", {"hang_seconds": 5})):
                 fleet.fault(fleet.ports[0], faults)
                 records.append(
-                    _record(10, "status", [_run(ten, env) for _ in range(args.rounds)], fault=fault)
+                    _record(
+                        10,
+                        "status",
+                        [measure.run(ten, env) for _ in range(args.rounds)],
+                        fault=fault,
+                    )
                 )
                 fleet.fault(fleet.ports[0], None)
         finally:

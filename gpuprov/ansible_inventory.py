@@ -28,7 +28,16 @@ from ansible.parsing.vault import EncryptedString
 from ansible.plugins.loader import init_plugin_loader, inventory_loader
 from ansible.vars.manager import VariableManager
 
-from .core.inventory import Finding, Inventory, InventoryError, Origin, Sourced
+from . import templates
+from .core.inventory import (
+    Finding,
+    Inventory,
+    InventoryError,
+    Origin,
+    Sourced,
+    subject_of,
+    user_subject,
+)
 from .core.schema import Opaque
 from .core.variables import PREFIX
 
@@ -131,7 +140,30 @@ def from_variables(per_host: Mapping[str, Mapping[str, Any]], source: str) -> In
             }
             for host, variables in per_host.items()
         },
+        _template_findings(per_host, source),
     )
+
+
+def _template_findings(per_host: Mapping[str, Mapping[str, Any]], source: str) -> list[Finding]:
+    """gpuprov's and Ansible's variables that hold a template that could run something."""
+    findings: dict[tuple[str, str], Finding] = {}
+    for host, variables in per_host.items():
+        for name, value in variables.items():
+            if not str(name).startswith((PREFIX, "ansible_")):
+                continue
+            for path, text in templates.templates_in(value):
+                origin = _origin(text) or Origin(source)
+                key = f"{name}{path}"
+                if (key, str(origin)) in findings:
+                    continue
+                refused = templates.refusal(text, variables.get)
+                if refused is not None:
+                    findings[key, str(origin)] = Finding.at(
+                        origin, user_subject(value, key, subject_of(origin, str(host))), key,
+                        refused.message(),
+                        templates.FIX,
+                    )  # fmt: skip
+    return list(findings.values())
 
 
 def _finding(error: AnsibleError, fallback: str, key: str, fix: str) -> Finding:

@@ -60,6 +60,9 @@ class Inventory:
 
     source: str
     hosts: dict[str, dict[str, Sourced]] = field(default_factory=dict)
+    # What the loader found in how values are written (templates that could run
+    # something on the controller); the rules report these first.
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,13 @@ def subject_of(origin: Origin, host: str) -> str:
         return f"host '{host}'"
     kind = "group" if match.group(1) == "group_vars" else "host"
     return f"{kind} '{match.group(2)}'"
+
+
+def user_subject(value: Any, path: str, default: str) -> str:
+    """The user a key path inside ``gpuprov_users`` belongs to, else ``default``."""
+    match = re.match(r"gpuprov_users\[(\d+)\]", path)
+    if match and isinstance(value, list) and int(match.group(1)) < len(value):
+        user = value[int(match.group(1))]
+        if isinstance(user, Mapping) and isinstance(user.get("name"), str):
+            return f"user '{user['name']}'"
+    return default

@@ -23,6 +23,7 @@ class HostPlan:
     bind_address: str
     data_root: str
     docker_manage: bool
+    volume_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def host_plan(name: str, variables: dict[str, Sourced]) -> HostPlan:
         bind_address=setting(variables, "gpuprov_bind_address"),
         data_root=setting(variables, "gpuprov_data_root"),
         docker_manage=setting(variables, "gpuprov_docker_manage"),
+        volume_roots=tuple(setting(variables, "gpuprov_volume_roots")),
     )
 
 

@@ -6,16 +6,33 @@ so what they accept is what the roles will run with.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
-from . import image_ref, sshkey
+from . import image_ref, paths, sshkey
 from .allocation import GpuAllocationError, assign_gpus
-from .inventory import Finding, Inventory, InventoryError, Origin, Sourced, subject_of
-from .plan import Fleet, build, host_plan, requests, team_value, users_by_host, workspace_port
+from .inventory import (
+    Finding,
+    Inventory,
+    InventoryError,
+    Origin,
+    Sourced,
+    subject_of,
+    user_subject,
+)
+from .plan import (
+    Fleet,
+    HostPlan,
+    build,
+    host_plan,
+    requests,
+    team_value,
+    users_by_host,
+    workspace_port,
+)
 from .schema import unknown_key_message
 from .variables import ALL_VARIABLES, FACTS, PREFIX, RUN_VARIABLES, TEAM_VARIABLES
+from .workspace import user_dir
 
 
 def _schema_findings(inventory: Inventory) -> Iterator[Finding]:
@@ -64,7 +81,7 @@ def _variable_findings(name: str, sourced: Sourced, subject: str) -> Iterator[Fi
     for problem in node.validate(sourced.value, name):
         yield Finding.at(
             sourced.origin_of(problem.path[len(name) :]),
-            _user_subject(sourced.value, problem.path, subject),
+            user_subject(sourced.value, problem.path, subject),
             problem.path,
             problem.message,
             "correct the value (see docs/inventory.md)",
@@ -97,15 +114,6 @@ def _team_findings(inventory: Inventory) -> Iterator[Finding]:
             )
 
 
-def _user_subject(value: Any, path: str, default: str) -> str:
-    match = re.match(r"gpuprov_users\[(\d+)\]", path)
-    if match and isinstance(value, list):
-        user = value[int(match.group(1))]
-        if isinstance(user, dict) and isinstance(user.get("name"), str):
-            return f"user '{user['name']}'"
-    return default
-
-
 class _Rules:
     """Cross-field rules; they run only on data the schema accepted."""
 
@@ -127,6 +135,14 @@ class _Rules:
 
     def run(self) -> None:
         for host in self.hosts.values():
+            if (why := paths.data_root_problem(host.data_root)) is not None:
+                where = self.inventory.hosts[host.name]["gpuprov_data_root"].origin
+                self.findings.append(
+                    Finding.at(
+                        where, subject_of(where, host.name), "gpuprov_data_root", why,
+                        "use a directory of its own, such as /srv/gpuprov",
+                    )
+                )  # fmt: skip
             if host.ports.first > host.ports.last:
                 where = self.inventory.hosts[host.name]["gpuprov_port_range"].origin
                 self.findings.append(
@@ -269,7 +285,7 @@ class _Rules:
                     why,
                     "paste the single line of the user's .pub file",
                 )
-        targets = [v["target"] for v in user.get("volumes", [])]
+        targets = [paths.normal(v["target"]) for v in user.get("volumes", [])]
         for target in sorted({t for t in targets if targets.count(t) > 1}):
             self.add(
                 subject,
@@ -279,6 +295,7 @@ class _Rules:
             )
         if host is None:
             return
+        self.volumes(subject, key, user, host)
         for w_index, workspace in enumerate(user["workspaces"]):
             port = workspace.get("port")
             if port is not None and port not in host.ports:
@@ -314,6 +331,21 @@ class _Rules:
                 f"host '{host.name}' is expected to have no GPU",
                 "remove gpus or place the user on a GPU host",
             )
+
+    def volumes(self, subject: str, key: str, user: dict[str, Any], host: HostPlan) -> None:
+        others = [
+            user_dir(host.data_root, u["name"]) for u in self.users if u["name"] != user["name"]
+        ]
+        own = user_dir(host.data_root, user["name"])
+        for v_index, volume in enumerate(user.get("volumes", [])):
+            found = paths.source_problem(
+                volume["source"], host.data_root, own, others, host.volume_roots
+            )
+            if found is not None:
+                self.add(subject, f"{key}.volumes[{v_index}].source", *found)
+            found = paths.target_problem(volume["target"], f"/home/{user['name']}")
+            if found is not None:
+                self.add(subject, f"{key}.volumes[{v_index}].target", *found)
 
     def ports(self) -> None:
         taken: dict[tuple[str, int], str] = {}
@@ -368,7 +400,7 @@ class _Rules:
 
 def check(inventory: Inventory) -> list[Finding]:
     """Every problem in the inventory; an empty list means it is usable."""
-    findings = list(_schema_findings(inventory)) + list(_team_findings(inventory))
+    findings = [*inventory.findings, *_schema_findings(inventory), *_team_findings(inventory)]
     if not inventory.hosts:
         findings.append(
             Finding(

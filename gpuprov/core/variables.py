@@ -163,6 +163,11 @@ HOST_VARIABLES: dict[str, Node] = {
     "gpuprov_port_range": PORT_RANGE,
     "gpuprov_bind_address": Str(check=_ip),
     "gpuprov_data_root": Str(check=_absolute),
+    "gpuprov_volume_roots": ListOf(
+        Str(check=_absolute),
+        description="Where shared data may be mounted from; when set, every volume's "
+        "source must lie under one of these.",
+    ),
     "gpuprov_docker_manage": Bool(),
     "gpuprov_docker_host": Str(
         pattern=r"(unix|tcp|ssh)://\S+", hint="an address such as unix:///var/run/docker.sock"
@@ -185,6 +190,7 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_port_range": {"first": 20000, "last": 20999},
     "gpuprov_bind_address": "127.0.0.1",
     "gpuprov_data_root": "/srv/gpuprov",
+    "gpuprov_volume_roots": [],
     "gpuprov_docker_manage": False,
     "gpuprov_docker_host": "unix:///var/run/docker.sock",
     "gpuprov_nvidia_driver_manage": False,

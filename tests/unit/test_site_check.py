@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -72,3 +73,22 @@ def test_a_run_variable_belongs_on_the_command_line():
                        "playbooks/check.yml")  # fmt: skip
     assert in_file.returncode != 0
     assert "gpuprov_rollout_batch: is read by playbooks/upgrade.yml" in in_file.stdout
+
+
+def test_a_template_that_runs_a_command_stops_site_yml_before_it_runs(tmp_path):
+    """The first play reads the play's raw variables: a pipe lookup in a user's volume is
+    refused there, and the command it names never runs on the controller."""
+    inventory = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories/example", inventory)
+    users = inventory / "group_vars/all/users.yml"
+    ran = tmp_path / "ran"
+    text = users.read_text().replace(
+        "source: /data/datasets", f"source: \"/data/{{{{ lookup('pipe', 'touch {ran}') }}}}\"", 1
+    )
+    assert text != users.read_text()
+    users.write_text(text)
+    result = run_site(inventory)
+    assert result.returncode != 0
+    assert "is a template that Ansible would run on the controller" in result.stdout
+    assert "fatal: [" in result.stdout and "-> localhost]: FAILED!" in result.stdout
+    assert not ran.exists(), result.stdout
