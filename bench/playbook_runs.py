@@ -117,7 +117,10 @@ def bench_verify(sizes: list[int], rounds: int, root: Path) -> list[dict]:
         )
         bed.engine.docker("build", "-q", "-t", tag, "-", input=dockerfile)
         reference, digest = bed.push_image(tag, "gpuprov-bench/verify-team:1").split("@")
-        image = {"reference": reference, "digest": digest, "source": "pull", "flavour": "cuda"}
+        image = {
+            "reference": reference, "digest": digest, "source": "pull", "flavour": "cuda",
+            "promises": {"python": "3.11", "torch": "2.7.1", "cuda": "12.6"},
+        }  # fmt: skip
         for hosts in sizes:
             inventory = root / f"inventory-{hosts}"
             (inventory / "group_vars/all").mkdir(parents=True)
@@ -138,7 +141,11 @@ def bench_verify(sizes: list[int], rounds: int, root: Path) -> list[dict]:
                 "GPUPROV_BENCH_SSH_LOG": str(root / "warm-up.log"),
                 "PATH": f"{BIN}:{os.environ['PATH']}",
             }
-            measure.run(command, base, cwd=REPO)  # the first run pulls the image
+            first = measure.run(command, base, cwd=REPO)  # it pulls the image
+            reached = tasks_per_host(first.stdout)
+            # The check play alone is one task: fewer than five means no host was verified.
+            if len(reached) != hosts or min(reached.values()) < 5:
+                raise SystemExit(f"bench: verify.yml reached no host:\n{first.stdout[-3000:]}")
             runs: dict[str, list[measure.Run]] = {name: [] for name in SETTINGS}
             for round_ in range(rounds):
                 for name, changes in SETTINGS.items():

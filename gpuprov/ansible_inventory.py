@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ansible import constants as C
@@ -38,7 +39,7 @@ from .core.inventory import (
     subject_of,
     user_subject,
 )
-from .core.schema import Opaque
+from .core.schema import Opaque, closest
 from .core.variables import PREFIX
 
 # Connection variables `gpuprov status` reaches hosts with, besides gpuprov's own.
@@ -77,6 +78,7 @@ class _Converter:
 
     fallback: str
     _done: dict[int, Sourced] = field(default_factory=dict)
+    _values: int = 0
 
     def sourced(self, value: Any) -> Sourced:
         # Team variables are one object shared by every host: convert it once. Only
@@ -92,6 +94,9 @@ class _Converter:
         return result
 
     def _plain(self, value: Any, path: str, parts: dict[str, Origin]) -> Any:
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise InventoryError([_too_big(value, self.fallback)])
         if path and (where := _origin(value)) is not None:
             parts[path] = where
         if isinstance(value, EncryptedString):
@@ -144,14 +149,88 @@ def from_variables(per_host: Mapping[str, Mapping[str, Any]], source: str) -> In
     )
 
 
+# More values than any real inventory holds: YAML aliases nested into a "billion
+# laughs" expand to millions, which the check must refuse, not walk.
+MAX_VALUES = 200_000
+
+
+def _too_big(value: Any, fallback: str) -> Finding:
+    return Finding.at(
+        _origin(value) or Origin(fallback), "inventory", "(file)",
+        f"expands to more than {MAX_VALUES} values, which no inventory needs (YAML aliases "
+        "nested in aliases?)",
+        "write the values out, or use aliases that do not nest",
+    )  # fmt: skip
+
+
+_VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
+
+
+def vars_file_findings(sources: list[str], hosts: set[str], groups: set[str]) -> list[Finding]:
+    """host_vars and group_vars that reach nobody, and vars files that set nothing.
+
+    Ansible skips both without a word: a typo in host_vars/NAME silently loses that
+    host's settings, and an emptied users file is "ok, 0 users".
+    """
+    findings = []
+    for source in sources:
+        base = Path(source) if Path(source).is_dir() else Path(source).parent
+        for kind, known in (("host_vars", hosts), ("group_vars", groups)):
+            folder = base / kind
+            if not folder.is_dir():
+                continue
+            for entry in sorted(folder.iterdir()):
+                name = entry.name if entry.is_dir() else entry.stem
+                if entry.name.startswith(".") or entry.suffix not in _VARS_SUFFIXES:
+                    continue
+                if name not in known:
+                    what = "host" if kind == "host_vars" else "group"
+                    findings.append(
+                        Finding(
+                            str(entry), f"{what} '{name}'", f"({kind})",
+                            f"names no {what} of the inventory, so its settings reach nobody",
+                            f"rename it after the {what}"
+                            + (f" ({close!r}?)" if (close := closest(name, sorted(known))) else ""),
+                            warning=kind == "group_vars",
+                        )
+                    )  # fmt: skip
+                files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
+                findings += [_empty(f) for f in files if f.is_file() and _sets_nothing(f)]
+    return findings
+
+
+def _sets_nothing(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return False  # Ansible's own reading reports it
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def _empty(path: Path) -> Finding:
+    return Finding(
+        str(path), "inventory", "(file)",
+        "sets nothing: it is empty or only comments (were users or settings meant to be here?)",
+        "restore its content from git, or delete the file", warning=True,
+    )  # fmt: skip
+
+
 def _template_findings(per_host: Mapping[str, Mapping[str, Any]], source: str) -> list[Finding]:
     """gpuprov's and Ansible's variables that hold a template that could run something."""
     findings: dict[tuple[str, str], Finding] = {}
+    # Team variables are one object every host shares: walk each once.
+    walked: dict[int, list[tuple[str, Any]]] = {}
     for host, variables in per_host.items():
         for name, value in variables.items():
             if not str(name).startswith((PREFIX, "ansible_")):
                 continue
-            for path, text in templates.templates_in(value):
+            if id(value) not in walked:
+                budget = templates.Budget(MAX_VALUES)
+                try:
+                    walked[id(value)] = list(templates.templates_in(value, budget=budget))
+                except templates.TooBig:
+                    raise InventoryError([_too_big(value, source)]) from None
+            for path, text in walked[id(value)]:
                 origin = _origin(text) or Origin(source)
                 key = f"{name}{path}"
                 if (key, str(origin)) in findings:
@@ -168,11 +247,17 @@ def _template_findings(per_host: Mapping[str, Mapping[str, Any]], source: str) -
 
 def _finding(error: AnsibleError, fallback: str, key: str, fix: str) -> Finding:
     """The error at the first place Ansible names along its chain of causes."""
-    where, cause = None, error
-    while where is None and cause is not None:
+    where, cause, undecodable = None, error, False
+    while cause is not None:
+        undecodable = undecodable or isinstance(cause, UnicodeError)
         obj = getattr(cause, "obj", None)
-        where = None if obj is None else _origin(obj)
+        where = where or (None if obj is None else _origin(obj))
         cause = cause.__cause__ or cause.__context__
+    if undecodable:
+        # Ansible escapes what is not UTF-8 and then fails on the escapes it made.
+        message = "is not UTF-8 text, which is all Ansible reads (a binary file, or Latin-1?)"
+        fix = "save it as UTF-8, or move what is not an inventory file out of the inventory"
+        return Finding.at(where or Origin(fallback), "inventory", key, message, fix)
     return Finding.at(where or Origin(fallback), "inventory", key, error.message, fix)
 
 
@@ -190,6 +275,8 @@ class AnsibleInventory:
     """One load of the inventory, the way ansible-playbook does it."""
 
     def __init__(self, sources: Sources):
+        # As ansible.cfg says for playbooks: a duplicate key would drop what came first.
+        os.environ.setdefault("ANSIBLE_DUPLICATE_YAML_DICT_KEY", "error")
         _init_plugins()
         self.sources = sources.paths()
         self.source = ", ".join(self.sources)
@@ -299,7 +386,10 @@ class AnsibleInventory:
                 per_host[host.name] = self.variables.get_vars(host=host, include_hostvars=False)
             except AnsibleError as error:
                 raise InventoryError([_finding(error, self.source, "(file)", _VARS_FIX)]) from error
-        return from_variables(per_host, self.source)
+        found = from_variables(per_host, self.source)
+        groups = set(self.manager.groups)
+        found.findings += vars_file_findings(self.sources, set(per_host), groups)
+        return found
 
     def select(self, pattern: str) -> list[str]:
         """The hosts an Ansible pattern (groups, globs, :&, :!) matches; none is an error."""

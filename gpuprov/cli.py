@@ -38,44 +38,56 @@ def _load(args: argparse.Namespace) -> tuple[inventory.Inventory, list[str]]:
     return found, selected
 
 
-def _print_findings(findings: list[inventory.Finding], source: str) -> None:
+def _print_findings(
+    findings: list[inventory.Finding], source: str, warnings: list[inventory.Finding] = ()
+) -> None:
+    for warning in warnings:
+        print(f"WARNING {warning}", file=sys.stderr)
     for finding in findings:
         print(f"ERROR {finding}", file=sys.stderr)
-    print(f"{source}: {len(findings)} error(s); nothing was changed", file=sys.stderr)
+    if findings:
+        print(f"{source}: {len(findings)} error(s); nothing was changed", file=sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         found, _ = _load(args)
     except inventory.InventoryError as error:
-        source, findings, fleet = (
+        source, findings, warnings, fleet = (
             ", ".join(args.inventory or ["the inventory"]),
             error.findings,
+            [],
             None,
         )
     else:
-        source, findings = found.source, rules.check(found)
+        source = found.source
+        findings, warnings = rules.verdict(found, rules.check(found), args.strict)
         fleet = None if findings else plan.build(found)
     if args.json:
-        print(json.dumps(_check_report(source, findings, fleet), indent=2))
-    elif findings:
-        _print_findings(findings, source)
-    elif fleet is not None:
+        print(json.dumps(_check_report(source, findings, warnings, fleet), indent=2))
+    else:
+        _print_findings(findings, source, warnings)
+    if fleet is not None and not args.json:
+        said = f", {len(warnings)} warning(s)" if warnings else ""
         print(
             f"{source}: ok ({len(fleet.hosts)} host(s), "
             f"{len({w.user for w in fleet.workspaces})} user(s), "
-            f"{len(fleet.workspaces)} workspace(s))"
+            f"{len(fleet.workspaces)} workspace(s){said})"
         )
     return 1 if findings else 0
 
 
 def _check_report(
-    source: str, findings: list[inventory.Finding], fleet: plan.Fleet | None
+    source: str,
+    findings: list[inventory.Finding],
+    warnings: list[inventory.Finding],
+    fleet: plan.Fleet | None,
 ) -> dict[str, object]:
     report: dict[str, object] = {
         "source": source,
         "ok": not findings,
         "errors": [f.as_dict() for f in findings],
+        "warnings": [f.as_dict() for f in warnings],
     }
     if fleet is not None:
         report |= {
@@ -206,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = add("check", cmd_check, "Validate an inventory without contacting any host.")
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors (the inventory can ask for this: gpuprov_strict: true)",
+    )
     status = add("status", cmd_status, "Probe every host at once over SSH (read-only).")
     limit(status)
     status.add_argument(

@@ -137,18 +137,38 @@ def _named(name: str, variable: Callable[[str], Any], depth: int) -> Refusal | N
     return None
 
 
-def templates_in(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+class TooBig(Exception):
+    """A value with more parts than the budget allows."""
+
+
+@dataclass
+class Budget:
+    """How many more values a walk may visit."""
+
+    left: int
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise TooBig
+
+
+def templates_in(
+    value: Any, path: str = "", budget: Budget | None = None
+) -> Iterator[tuple[str, Any]]:
     """(key path, text) of every string in ``value`` that Ansible would template: one
     it trusts (from an inventory or vars file, not ``!unsafe``) with template syntax."""
+    if budget is not None:
+        budget.spend()
     if isinstance(value, str):
         if is_template(value) and is_trusted_as_template(value):
             yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from templates_in(item, f"{path}.{key}")
+            yield from templates_in(item, f"{path}.{key}", budget)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from templates_in(item, f"{path}[{index}]")
+            yield from templates_in(item, f"{path}[{index}]", budget)
 
 
 def _first(found: Iterator[Refusal | None]) -> Refusal | None:

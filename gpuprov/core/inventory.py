@@ -76,10 +76,15 @@ class Finding:
     fix: str = ""
     line: int | None = None
     column: int | None = None
+    # A judgement call: printed, and an error only under --strict (or gpuprov_strict).
+    warning: bool = False
 
     @classmethod
-    def at(cls, origin: Origin, subject: str, key: str, message: str, fix: str = "") -> Finding:
-        return cls(origin.file, subject, key, message, fix, origin.line, origin.column)
+    def at(
+        cls, origin: Origin, subject: str, key: str, message: str, fix: str = "",
+        warning: bool = False,
+    ) -> Finding:  # fmt: skip
+        return cls(origin.file, subject, key, message, fix, origin.line, origin.column, warning)
 
     def __str__(self) -> str:
         where = Origin(self.file, self.line, self.column)
@@ -95,6 +100,7 @@ class Finding:
             "key": self.key,
             "message": self.message,
             "fix": self.fix,
+            "warning": self.warning,
         }
 
 

@@ -7,10 +7,11 @@ so what they accept is what the roles will run with.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from . import image_ref, paths, sshkey
-from .allocation import GpuAllocationError, assign_gpus
+from .allocation import KIND_OFFSETS, GpuAllocationError, assign_gpus
 from .inventory import (
     Finding,
     Inventory,
@@ -31,7 +32,15 @@ from .plan import (
     workspace_port,
 )
 from .schema import unknown_key_message
-from .variables import ALL_VARIABLES, FACTS, PREFIX, RUN_VARIABLES, TEAM_VARIABLES
+from .variables import (
+    ALL_VARIABLES,
+    FACTS,
+    IMAGE_DEFAULT_UID,
+    PREFIX,
+    RESERVED_USERS,
+    RUN_VARIABLES,
+    TEAM_VARIABLES,
+)
 from .workspace import user_dir
 
 
@@ -128,10 +137,17 @@ class _Rules:
         self.index_of = {id(u): i for i, u in enumerate(self.users)}
         self.placed = users_by_host(self.users)
 
-    def add(self, user: str, key: str, message: str, fix: str) -> None:
+    def add(self, user: str, key: str, message: str, fix: str, warning: bool = False) -> None:
         """A finding at the users file, on the line of the key path when Ansible knows it."""
         where = self.users_var.origin_of(key.removeprefix("gpuprov_users"))
-        self.findings.append(Finding.at(where, user, key, message, fix))
+        self.findings.append(Finding.at(where, user, key, message, fix, warning))
+
+    def at_host(self, host: str, key: str, message: str, fix: str) -> None:
+        """A finding at the place the host's variable ``key`` (or the host) was written."""
+        variables = self.inventory.hosts[host]
+        name = key.split(".", 1)[0]
+        where = variables[name].origin if name in variables else Origin(self.inventory.source)
+        self.findings.append(Finding.at(where, f"host '{host}'", key, message, fix))
 
     def run(self) -> None:
         for host in self.hosts.values():
@@ -144,17 +160,25 @@ class _Rules:
                     )
                 )  # fmt: skip
             if host.ports.first > host.ports.last:
-                where = self.inventory.hosts[host.name]["gpuprov_port_range"].origin
-                self.findings.append(
-                    Finding.at(
-                        where,
-                        f"host '{host.name}'",
-                        "gpuprov_port_range",
-                        f"first {host.ports.first} is above last {host.ports.last}",
-                        "swap the two values",
-                    )
+                self.at_host(
+                    host.name,
+                    "gpuprov_port_range",
+                    f"first {host.ports.first} is above last {host.ports.last}",
+                    "swap the two values",
                 )
+            elif host.ports.size < len(KIND_OFFSETS):
+                self.at_host(
+                    host.name,
+                    "gpuprov_port_range",
+                    f"{host.ports.first}-{host.ports.last} holds {host.ports.size} port(s); a "
+                    f"user needs {len(KIND_OFFSETS)} (Jupyter and SSH)",
+                    "give the range at least one port per workspace of the host's users",
+                )
+        self.fleet_structure()
+        if self.findings:
+            return  # ports and GPUs are counted out of sound ranges only
         self.image()
+        self.registry()
         self.identities()
         for index, user in enumerate(self.users):
             self.user(index, user)
@@ -222,6 +246,16 @@ class _Rules:
                 )
             )
 
+    def registry(self) -> None:
+        sourced = team_value(self.inventory, "gpuprov_registry")
+        if sourced is not None and isinstance(sourced.value.get("password"), str):
+            self.findings.append(
+                Finding.at(
+                    sourced.origin_of(".password"), "inventory", "gpuprov_registry.password",
+                    PLAIN_SECRET, VAULT_FIX.format(name="password"), warning=True,
+                )
+            )  # fmt: skip
+
     def identities(self) -> None:
         names: dict[str, int] = {}
         uids: dict[int, str] = {}
@@ -245,6 +279,34 @@ class _Rules:
                 )
             else:
                 uids[uid] = name
+            if name in RESERVED_USERS:
+                self.add(
+                    f"user '{name}'",
+                    f"gpuprov_users[{index}].name",
+                    f"{name!r} is a system account or an image's default user; inside the "
+                    "workspace it would be that account",
+                    "use the person's own login name",
+                )
+            if uid == IMAGE_DEFAULT_UID:
+                self.add(
+                    f"user '{name}'",
+                    f"gpuprov_users[{index}].uid",
+                    f"uid {uid} is the default user of many images (ubuntu, jupyter's jovyan), "
+                    "whose files in the image this user would own",
+                    "use the person's uid on the hosts if it is not 1000, or check the image",
+                    warning=True,
+                )
+        for index, user in enumerate(self.users):
+            gid = user.get("gid")
+            if gid is not None and gid != user["uid"] and gid in uids:
+                self.add(
+                    f"user '{user['name']}'",
+                    f"gpuprov_users[{index}].gid",
+                    f"gid {gid} is user '{uids[gid]}'s uid; by the usual one-group-per-user "
+                    "scheme the two would share that user's files",
+                    "use the user's own group, or a team group outside the users' uids",
+                    warning=True,
+                )
 
     def user(self, index: int, user: dict[str, Any]) -> None:
         subject, key = f"user '{user['name']}'", f"gpuprov_users[{index}]"
@@ -306,7 +368,22 @@ class _Rules:
                     f"{host.ports.first}-{host.ports.last}",
                     "pick a port inside the range or widen gpuprov_port_range",
                 )
+        self.limits(subject, key, user.get("limits", {}))
+        self.secrets(subject, key, user)
         gpus = user.get("gpus")
+        if isinstance(gpus, list):
+            named = [str(d) for d in gpus]
+            for device in sorted({d for d in named if named.count(d) > 1}):
+                self.add(subject, f"{key}.gpus", f"lists GPU {device} twice", "list each GPU once")
+            if host.gpu_count is None and any(isinstance(d, int) for d in gpus):
+                self.add(
+                    subject,
+                    f"{key}.gpus",
+                    f"names GPU indices, but host '{host.name}' does not say how many GPUs it "
+                    "has, so the check cannot tell whether they exist",
+                    "set gpuprov_gpu.count for the host",
+                    warning=True,
+                )
         if gpus and host.gpu_count is not None:
             for g_index, device in enumerate(gpus if isinstance(gpus, list) else []):
                 if isinstance(device, int) and device >= host.gpu_count:
@@ -331,6 +408,62 @@ class _Rules:
                 f"host '{host.name}' is expected to have no GPU",
                 "remove gpus or place the user on a GPU host",
             )
+
+    def limits(self, subject: str, key: str, limits: dict[str, Any]) -> None:
+        memory, shm = limits.get("memory"), limits.get("shm_size")
+        if memory is not None and shm is not None and size_bytes(shm) > size_bytes(memory):
+            self.add(
+                subject,
+                f"{key}.limits.shm_size",
+                f"{shm} of shared memory is above the memory limit {memory}, which it counts "
+                "against",
+                "lower shm_size or raise memory",
+            )
+
+    def secrets(self, subject: str, key: str, user: dict[str, Any]) -> None:
+        for name in ("jupyter_token", "jupyter_password_hash"):
+            if isinstance(user.get(name), str):
+                self.add(
+                    subject, f"{key}.{name}", PLAIN_SECRET, VAULT_FIX.format(name=name),
+                    warning=True,
+                )  # fmt: skip
+        token = user.get("jupyter_token")
+        if isinstance(token, str) and len(token) < TOKEN_MIN:
+            self.add(
+                subject,
+                f"{key}.jupyter_token",
+                f"is {len(token)} characters; a token under {TOKEN_MIN} can be guessed",
+                "leave it out (gpuprov generates one) or use `openssl rand -hex 24`",
+            )
+
+    def fleet_structure(self) -> None:
+        by_address: dict[tuple[str, int], str] = {}
+        for host, variables in self.inventory.hosts.items():
+            if "/" in host or host.startswith(".") or host != host.strip():
+                named = variables.get("ansible_host")
+                where = named.origin if named else Origin(self.inventory.source)
+                self.findings.append(
+                    Finding.at(
+                        where, f"host '{host}'", "(host name)",
+                        "is not a plain name; gpuprov names reports and files after hosts",
+                        "name the host with letters, digits, '.', '-' and '_', and put its "
+                        "address in ansible_host",
+                    )
+                )  # fmt: skip
+            if _value(variables, "ansible_connection") == "local":
+                address = "localhost"
+            else:
+                address = str(_value(variables, "ansible_host") or host)
+            port = _value(variables, "ansible_port") or 22
+            seen = by_address.setdefault((address, int(port)), host)
+            if seen != host:
+                self.at_host(
+                    host,
+                    "ansible_host",
+                    f"{address}:{port} is also host '{seen}'; two names for one machine remove "
+                    "each other's workspaces as stale and give its GPUs twice",
+                    "keep one entry per machine (put it in several groups instead)",
+                )
 
     def volumes(self, subject: str, key: str, user: dict[str, Any], host: HostPlan) -> None:
         others = [
@@ -398,6 +531,23 @@ class _Rules:
                     )
 
 
+def _value(variables: dict[str, Sourced], name: str) -> Any:
+    found = variables.get(name)
+    return None if found is None else found.value
+
+
+PLAIN_SECRET = "is written in plain text, so it sits in git and in every clone"
+VAULT_FIX = "encrypt it: ansible-vault encrypt_string --name {name} (see docs/inventory.md)"
+TOKEN_MIN = 32
+
+
+def size_bytes(size: str) -> int:
+    """Docker's size strings (512m, 16g, 1024) in bytes."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = str(size).lower()
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
 def check(inventory: Inventory) -> list[Finding]:
     """Every problem in the inventory; an empty list means it is usable."""
     findings = [*inventory.findings, *_schema_findings(inventory), *_team_findings(inventory)]
@@ -418,9 +568,19 @@ def check(inventory: Inventory) -> list[Finding]:
     return rules.findings
 
 
+def verdict(
+    inventory: Inventory, findings: list[Finding], strict: bool = False
+) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings): warnings count as errors under --strict or gpuprov_strict."""
+    chosen = team_value(inventory, "gpuprov_strict")
+    if strict or (chosen is not None and chosen.value is True):
+        return [replace(f, warning=False) for f in findings], []
+    return [f for f in findings if not f.warning], [f for f in findings if f.warning]
+
+
 def fleet(inventory: Inventory) -> Fleet:
     """The plan of the inventory: hosts, and every workspace with port and GPUs."""
-    findings = check(inventory)
-    if findings:
-        raise InventoryError(findings)
+    errors, _ = verdict(inventory, check(inventory))
+    if errors:
+        raise InventoryError(errors)
     return build(inventory)

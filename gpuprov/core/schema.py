@@ -7,6 +7,7 @@ must name the file and key path, so it validates the raw data itself.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class Int(Node):
 @dataclass
 class Num(Node):
     minimum: float = 0.0
+    maximum: float | None = None
     description: str = ""
 
     def type_name(self) -> str:
@@ -104,8 +106,12 @@ class Num(Node):
     def validate(self, value: Any, path: str) -> Iterator[Problem]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             yield Problem(path, f"expected a number, got {_kind(value)}")
+        elif not math.isfinite(value):
+            yield Problem(path, f"{value} is not a finite number")
         elif value <= self.minimum:
             yield Problem(path, f"{value} must be greater than {self.minimum}")
+        elif self.maximum is not None and value > self.maximum:
+            yield Problem(path, f"{value} is above the maximum {self.maximum:g}")
 
 
 @dataclass
@@ -210,12 +216,12 @@ class Map(Node):
 
 
 def unknown_key_message(key: str, known: Mapping[str, Any]) -> str:
-    close = _closest(key, list(known))
+    close = closest(key, list(known))
     hint = f"; did you mean {close!r}?" if close else ""
     return f"unknown key{hint} (known keys: {', '.join(sorted(known))})"
 
 
-def _closest(word: str, candidates: list[str]) -> str | None:
+def closest(word: str, candidates: list[str]) -> str | None:
     def distance(a: str, b: str) -> int:
         previous = list(range(len(b) + 1))
         for i, ca in enumerate(a, 1):

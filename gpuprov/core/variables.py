@@ -18,14 +18,60 @@ from .schema import AnyOf, Bool, Int, ListOf, Map, Node, Num, Secret, Str
 
 PREFIX = "gpuprov_"
 USER_NAME = r"[a-z_][a-z0-9_-]{0,31}"
-GPU_UUID = r"(GPU|MIG)-[0-9a-fA-F-]{8,}"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# nvidia-smi -L: GPU-UUID; MIG-UUID (R470+); MIG-GPU-UUID/GI/CI (older drivers).
+GPU_UUID = rf"GPU-{_UUID}|MIG-{_UUID}|MIG-GPU-{_UUID}/[0-9]+/[0-9]+"
+# Debian's system accounts and the default users of common base images: a
+# workspace user of that name would be that account inside the image.
+RESERVED_USERS = frozenset(
+    [
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "_apt",
+        "messagebus",
+        "sshd",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "ubuntu",
+        "jovyan",
+        "debian",
+        "admin",
+    ]
+)
+# The first uid of a distribution's users, which images such as ubuntu and
+# jupyter's give their default user.
+IMAGE_DEFAULT_UID = 1000
+# The kernel's ceiling for pid_max.
+PID_MAX = 4194304
 
 
 def _ip(value: str) -> str | None:
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         return f"{value!r} is not an IP address (use 127.0.0.1 to keep workspaces local)"
+    if address.version == 6:
+        return (
+            f"{value!r} is an IPv6 address; workspaces publish on IPv4 only for now "
+            "(use 127.0.0.1, or the host's IPv4 address)"
+        )
     return None
 
 
@@ -43,7 +89,10 @@ def _reference(value: str) -> str | None:
     return None
 
 
-SIZE = Str(pattern=r"[0-9]+[bkmg]?", hint="a size such as 512m or 16g")
+SIZE = Str(
+    pattern=r"0*[1-9][0-9]*[bkmg]?",
+    hint="a size above zero such as 512m or 16g (Docker reads 0 as no limit: leave the key out)",
+)
 VERSION = Str(pattern=r"[0-9][0-9A-Za-z.+_-]*", hint="a version such as 2.7.1 or 12.6")
 
 GPU = Map(
@@ -118,8 +167,8 @@ VOLUME = Map(
 LIMITS = Map(
     fields={
         "memory": SIZE,
-        "cpus": Num(),
-        "pids": Int(minimum=64),
+        "cpus": Num(maximum=1024),
+        "pids": Int(minimum=64, maximum=PID_MAX),
         "shm_size": SIZE,
         "tmp_size": SIZE,
     },
@@ -138,7 +187,11 @@ USER = Map(
                     AnyOf(
                         (
                             Int(minimum=0),
-                            Str(pattern=GPU_UUID, hint="a GPU index or a GPU-/MIG- UUID"),
+                            Str(
+                                pattern=GPU_UUID,
+                                hint="a GPU index, GPU-<uuid>, MIG-<uuid> or "
+                                "MIG-GPU-<uuid>/<gi>/<ci>, as `nvidia-smi -L` prints them",
+                            ),
                         )
                     )
                 ),
@@ -180,6 +233,9 @@ TEAM_VARIABLES: dict[str, Node] = {
     "gpuprov_image": IMAGE,
     "gpuprov_users": ListOf(USER),
     "gpuprov_registry": REGISTRY,
+    "gpuprov_strict": Bool(
+        description="true: the check's warnings are errors, as with `gpuprov check --strict`."
+    ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from gpuprov.ansible_inventory import from_variables
+from gpuprov.ansible_inventory import from_variables, vars_file_findings
 from gpuprov.core import rules
+from gpuprov.core.inventory import InventoryError
 
 
 class ActionModule(ActionBase):
@@ -21,14 +22,23 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         # Every host of the inventory, also under --limit: the rules span hosts (ports, GPUs,
         # team values), and the variables are the play's own, -e and playbook group_vars too.
-        found = from_variables(
-            {host: hostvars.raw_get(host) for host in task_vars["groups"]["all"]},
-            ", ".join(sources) or "the inventory",
-        )
-        findings = rules.check(found)
+        try:
+            found = from_variables(
+                {host: hostvars.raw_get(host) for host in task_vars["groups"]["all"]},
+                ", ".join(sources) or "the inventory",
+            )
+        except InventoryError as error:
+            findings, warnings = error.findings, []
+        else:
+            groups = task_vars["groups"]
+            found.findings += vars_file_findings(sources, set(groups["all"]), set(groups))
+            findings, warnings = rules.verdict(found, rules.check(found))
         result["changed"] = False
         result["checked"] = sources
         result["errors"] = [str(f) for f in findings]
+        if warnings:
+            # Ansible prints these as [WARNING] lines; gpuprov_strict makes them errors.
+            result["warnings"] = [str(w) for w in warnings]
         if findings:
             result["failed"] = True
             result["msg"] = (

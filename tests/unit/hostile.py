@@ -41,6 +41,8 @@ class Case:
 
     files: dict[str, str]
     expect: tuple[str, str, str, str] | None = None
+    # A judgement call: a warning, exit 0, and an error under --strict.
+    warning: bool = False
     base: dict[str, str] = field(
         default_factory=lambda: {
             "hosts.yml": HOSTS,
@@ -53,7 +55,10 @@ class Case:
         for name, text in {**self.base, **self.files}.items():
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(text))
+            if isinstance(text, bytes):
+                path.write_bytes(text)
+            else:
+                path.write_text(textwrap.dedent(text))
         return root
 
 
@@ -88,7 +93,13 @@ def assert_case(case: Case, root: Path, capsys) -> None:
         if f.file.endswith(file) and f.subject == subject and f.key == key and words in f.message
     ]
     assert matching, "\n".join(map(str, got)) or "no finding at all"
-    assert all(f.fix for f in matching), "each error says how to fix it"
-    assert cli.main(["check", "-i", str(source)]) == 1
+    assert all(f.fix for f in matching), "each finding says how to fix it"
+    assert all(f.warning == case.warning for f in matching), "error or warning, as meant"
+    if case.warning:
+        assert cli.main(["check", "-i", str(source)]) == 0
+        assert f"WARNING {matching[0]}" in capsys.readouterr().err
+        assert cli.main(["check", "--strict", "-i", str(source)]) == 1
+    else:
+        assert cli.main(["check", "-i", str(source)]) == 1
     err = capsys.readouterr().err
     assert key in err and "nothing was changed" in err
