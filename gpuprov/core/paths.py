@@ -9,7 +9,7 @@ user's files, for whoever holds it. Paths are judged after normalising them
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 # The host's own system: mounting one of these, or anything below, hands a
 # workspace the host (its configuration, devices, kernel knobs, root's files, the
@@ -42,7 +42,7 @@ def _socket(path: str) -> bool:
 
 
 def source_problem(
-    source: str, data_root: str, user_dir: str, other_dirs: Sequence[str], roots: Sequence[str]
+    source: str, data_root: str, user: str, users: Collection[str], roots: Sequence[str]
 ) -> tuple[str, str] | None:
     """(message, fix) when a workspace may not mount ``source`` from the host."""
     path = normal(source)
@@ -64,16 +64,17 @@ def source_problem(
     root = normal(data_root)
     if path == root or within(root, path):
         return f"{shown} holds gpuprov's data root {root}, every user's files", share
-    for other in other_dirs:
-        if within(path, other):
-            return (
-                f"{shown} is another user's data ({other})",
-                "share through a common directory both users mount",
-            )
-    if within(path, user_dir):
+    # Under the data root, the first name is whose data it is (user_dir).
+    owner = path[len(root) :].lstrip("/").split("/")[0] if within(path, root) else None
+    if owner == user:
         return (
             f"{shown} is the user's own data, which the workspace already has at its home",
             "remove the volume, or use a path in the home",
+        )
+    if owner in users:
+        return (
+            f"{shown} is user '{owner}'s data",
+            "share through a common directory both users mount",
         )
     if roots and not any(within(path, normal(r)) for r in roots):
         return (

@@ -6,6 +6,7 @@ so what they accept is what the roles will run with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -41,7 +42,6 @@ from .variables import (
     RUN_VARIABLES,
     TEAM_VARIABLES,
 )
-from .workspace import user_dir
 
 
 def _schema_findings(inventory: Inventory) -> Iterator[Finding]:
@@ -136,6 +136,7 @@ class _Rules:
         self.users: list[dict[str, Any]] = self.users_var.value
         self.index_of = {id(u): i for i, u in enumerate(self.users)}
         self.placed = users_by_host(self.users)
+        self.names = {u["name"] for u in self.users}
 
     def add(self, user: str, key: str, message: str, fix: str, warning: bool = False) -> None:
         """A finding at the users file, on the line of the key path when Ansible knows it."""
@@ -427,6 +428,16 @@ class _Rules:
                     subject, f"{key}.{name}", PLAIN_SECRET, VAULT_FIX.format(name=name),
                     warning=True,
                 )  # fmt: skip
+        hashed = user.get("jupyter_password_hash")
+        if isinstance(hashed, str) and not re.match(PASSWORD_HASH, hashed):
+            self.add(
+                subject,
+                f"{key}.jupyter_password_hash",
+                "is not a hash jupyter_server reads (argon2:$argon2id$… or sha1:salt:hex); a "
+                "password written here would never let anyone in",
+                "make one with: python3 -c 'from jupyter_server.auth import passwd; "
+                "print(passwd())'",
+            )
         token = user.get("jupyter_token")
         if isinstance(token, str) and len(token) < TOKEN_MIN:
             self.add(
@@ -466,13 +477,9 @@ class _Rules:
                 )
 
     def volumes(self, subject: str, key: str, user: dict[str, Any], host: HostPlan) -> None:
-        others = [
-            user_dir(host.data_root, u["name"]) for u in self.users if u["name"] != user["name"]
-        ]
-        own = user_dir(host.data_root, user["name"])
         for v_index, volume in enumerate(user.get("volumes", [])):
             found = paths.source_problem(
-                volume["source"], host.data_root, own, others, host.volume_roots
+                volume["source"], host.data_root, user["name"], self.names, host.volume_roots
             )
             if found is not None:
                 self.add(subject, f"{key}.volumes[{v_index}].source", *found)
@@ -539,6 +546,7 @@ def _value(variables: dict[str, Sourced], name: str) -> Any:
 PLAIN_SECRET = "is written in plain text, so it sits in git and in every clone"
 VAULT_FIX = "encrypt it: ansible-vault encrypt_string --name {name} (see docs/inventory.md)"
 TOKEN_MIN = 32
+PASSWORD_HASH = r"argon2:\$argon2(id|i|d)\$\S+$|sha1:[0-9a-f]+:[0-9a-f]{40}$"
 
 
 def size_bytes(size: str) -> int:

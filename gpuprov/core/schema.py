@@ -122,7 +122,15 @@ class Bool(Node):
         return "a boolean (true/false)"
 
     def validate(self, value: Any, path: str) -> Iterator[Problem]:
-        if not isinstance(value, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            name = path.split(".")[0].split("[")[0]
+            meant = "true" if value.lower() in ("true", "yes") else "false"
+            yield Problem(
+                path,
+                f"expected true or false, got the text {value!r} (-e KEY=VALUE passes text: "
+                f"write -e '{{\"{name}\": {meant}}}')",
+            )
+        elif not isinstance(value, bool):
             yield Problem(path, f"expected true or false, got {_kind(value)}")
 
 

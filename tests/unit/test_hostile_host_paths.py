@@ -49,7 +49,7 @@ CASES = {
     "all homes": refused("/home", "every user's and service's files"),
     "/srv whole": refused("/srv", "every user's and service's files"),
     "the data root": refused("/srv/gpuprov", "gpuprov's data root /srv/gpuprov"),
-    "another user's data": refused("/srv/gpuprov/bob/home", "another user's data", BOB),
+    "another user's data": refused("/srv/gpuprov/bob/home", "is user 'bob's data", BOB),
     "the user's own data": refused("/srv/gpuprov/alice", "the user's own data"),
     "a colon": refused("/srv/data:/etc", "holds ':'"),
     "outside the volume roots": Case(

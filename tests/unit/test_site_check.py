@@ -92,3 +92,25 @@ def test_a_template_that_runs_a_command_stops_site_yml_before_it_runs(tmp_path):
     assert "is a template that Ansible would run on the controller" in result.stdout
     assert "fatal: [" in result.stdout and "-> localhost]: FAILED!" in result.stdout
     assert not ran.exists(), result.stdout
+
+
+def test_the_first_play_prints_warnings_and_gpuprov_strict_makes_them_errors(tmp_path):
+    inventory = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories/example", inventory)
+    (inventory / "group_vars/gpu_sevrers.yml").write_text("gpuprov_docker_manage: true\n")
+    warned = run_play(inventory, "playbooks/check.yml")
+    assert warned.returncode == 0, warned.stdout
+    said = warned.stdout + warned.stderr
+    assert "[WARNING]" in said and "group 'gpu_sevrers'" in said, said
+    strict = run_play(inventory, "playbooks/check.yml", "-e", '{"gpuprov_strict": true}')
+    assert strict.returncode != 0
+    said = strict.stdout + strict.stderr
+    assert "ERROR" in said and "group 'gpu_sevrers'" in said and "no host was touched" in said
+
+
+def test_a_boolean_given_as_text_on_the_command_line_says_how_to_write_it(tmp_path):
+    inventory = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories/example", inventory)
+    result = run_play(inventory, "playbooks/check.yml", "-e", "gpuprov_strict=true")
+    assert result.returncode != 0
+    assert """write -e '{"gpuprov_strict": true}'""" in result.stdout + result.stderr
