@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hostile import IMAGE
 
 from gpuprov import cli
 from gpuprov.ansible_inventory import AnsibleInventory, Sources
@@ -21,14 +22,6 @@ from gpuprov.core import inventory, plan, rules, variables
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 VAULT_PASSWORD = "correct horse battery staple"
-
-IMAGE = """\
-gpuprov_image:
-  reference: registry.test:5000/team/pytorch
-  digest: sha256:abababababababababababababababababababababababababababababababab
-  source: pull
-  promises: {python: "3.11", torch: 2.7.1, cuda: "12.6"}
-"""
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
