@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .allocation import GpuAssignment, GpuRequest, PortRange, assign_gpus, default_port
 from .inventory import Inventory, Sourced, subject_of
-from .variables import DEFAULTS
+from .variables import DEFAULTS, UNLIMITED
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class HostPlan:
     data_root: str
     docker_manage: bool
     volume_roots: tuple[str, ...] = ()
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class WorkspacePlan:
     # Whether the inventory gives these credentials; the secrets never enter the plan.
     token_given: bool = False
     password_hash_given: bool = False
+    # The SSH workspace lets its user forward ports to their own services (-L, -W).
+    port_forwarding: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,14 @@ def host_plan(name: str, variables: dict[str, Sourced]) -> HostPlan:
         data_root=setting(variables, "gpuprov_data_root"),
         docker_manage=setting(variables, "gpuprov_docker_manage"),
         volume_roots=tuple(setting(variables, "gpuprov_volume_roots")),
+        limits=dict(setting(variables, "gpuprov_workspace_limits")),
     )
+
+
+def effective_limits(host: HostPlan, user: dict[str, Any]) -> dict[str, Any]:
+    """The host's limits with the user's over them, key by key; unlimited lifts one."""
+    merged = {**host.limits, **user.get("limits", {})}
+    return {key: value for key, value in merged.items() if value != UNLIMITED}
 
 
 def team_value(inventory: Inventory, name: str) -> Sourced | None:
@@ -147,10 +157,11 @@ def build(inventory: Inventory) -> Fleet:
                         bind_address=host.bind_address,
                         gpus=assigned[user["name"]].devices if user["name"] in assigned else (),
                         volumes=tuple(user.get("volumes", [])),
-                        limits=dict(user.get("limits", {})),
+                        limits=effective_limits(host, user),
                         ssh_keys=tuple(user.get("ssh_keys", [])),
                         token_given=bool(user.get("jupyter_token")),
                         password_hash_given=bool(user.get("jupyter_password_hash")),
+                        port_forwarding=user.get("ssh_port_forwarding", False),
                     )
                 )
     return Fleet(hosts=hosts, workspaces=tuple(workspaces), image=image.value if image else {})

@@ -26,6 +26,7 @@ from .plan import (
     Fleet,
     HostPlan,
     build,
+    effective_limits,
     host_plan,
     requests,
     team_value,
@@ -369,7 +370,7 @@ class _Rules:
                     f"{host.ports.first}-{host.ports.last}",
                     "pick a port inside the range or widen gpuprov_port_range",
                 )
-        self.limits(subject, key, user.get("limits", {}))
+        self.limits(subject, key, effective_limits(host, user))
         self.secrets(subject, key, user)
         gpus = user.get("gpus")
         if isinstance(gpus, list):
@@ -411,6 +412,7 @@ class _Rules:
             )
 
     def limits(self, subject: str, key: str, limits: dict[str, Any]) -> None:
+        """``limits``: what the workspace gets, the host's defaults under the user's."""
         memory, shm = limits.get("memory"), limits.get("shm_size")
         if memory is not None and shm is not None and size_bytes(shm) > size_bytes(memory):
             self.add(

@@ -164,11 +164,18 @@ VOLUME = Map(
     },
     required=("source", "target"),
 )
+# A limit the host's defaults set may be lifted for one user, by name.
+UNLIMITED = "unlimited"
+_LIFTED = Str(choices=(UNLIMITED,))
 LIMITS = Map(
     fields={
-        "memory": SIZE,
-        "cpus": Num(maximum=1024),
-        "pids": Int(minimum=64, maximum=PID_MAX),
+        "memory": Str(
+            pattern=rf"0*[1-9][0-9]*[bkmg]?|{UNLIMITED}",
+            hint="a size above zero such as 512m or 16g, or unlimited (Docker reads 0 as "
+            "no limit: write unlimited)",
+        ),
+        "cpus": AnyOf((Num(maximum=1024), _LIFTED)),
+        "pids": AnyOf((Int(minimum=64, maximum=PID_MAX), _LIFTED)),
         "shm_size": SIZE,
         "tmp_size": SIZE,
     },
@@ -200,6 +207,10 @@ USER = Map(
         ),
         "volumes": ListOf(VOLUME),
         "limits": LIMITS,
+        "ssh_port_forwarding": Bool(
+            description="true: the SSH workspace allows local forwarding (ssh -L, -W) to "
+            "the user's own notebook or TensorBoard; off by default."
+        ),
         "jupyter_token": Secret(
             description="The user's Jupyter token (keep it in Vault); generated once when absent."
         ),
@@ -216,6 +227,11 @@ HOST_VARIABLES: dict[str, Node] = {
     "gpuprov_port_range": PORT_RANGE,
     "gpuprov_bind_address": Str(check=_ip),
     "gpuprov_data_root": Str(check=_absolute),
+    "gpuprov_workspace_limits": Map(
+        fields=LIMITS.fields,
+        description="The limits every workspace on the host gets; a user's own limits "
+        "replace them key by key, and unlimited lifts one.",
+    ),
     "gpuprov_volume_roots": ListOf(
         Str(check=_absolute),
         description="Where shared data may be mounted from; when set, every volume's "
@@ -247,6 +263,9 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_bind_address": "127.0.0.1",
     "gpuprov_data_root": "/srv/gpuprov",
     "gpuprov_volume_roots": [],
+    # One user's fork bomb must not take the host's pids: a ceiling no notebook,
+    # DataLoader or compiler comes near.
+    "gpuprov_workspace_limits": {"pids": 4096},
     "gpuprov_docker_manage": False,
     "gpuprov_docker_host": "unix:///var/run/docker.sock",
     "gpuprov_nvidia_driver_manage": False,

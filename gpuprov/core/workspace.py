@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .labels import IMAGE_LABEL, KIND_LABEL, SPEC_LABEL, USER_LABEL
@@ -35,6 +35,12 @@ def container_name(user: str, kind: str) -> str:
     return f"gpuprov-{user}-{kind}"
 
 
+def network_name(user: str) -> str:
+    """The user's own bridge network: Docker isolates bridges from each other, so one
+    user's workspaces cannot open another user's ports; a user's own two can talk."""
+    return f"gpuprov-{user}"
+
+
 def user_dir(data_root: str, user: str) -> str:
     return f"{data_root.rstrip('/')}/{user}"
 
@@ -55,6 +61,7 @@ def container_spec(
     default_shm: str,
     ulimits: tuple[str, ...] = ULIMITS,
     log_options: Mapping[str, str] | None = None,
+    host_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """docker_container arguments for one workspace, plus a hash of them as a label.
 
@@ -67,12 +74,18 @@ def container_spec(
     if plan.kind == "jupyter":
         volumes.append(f"{token_file(secrets_dir, plan.user)}:{TOKEN_IN_CONTAINER}:ro")
         env["JUPYTER_TOKEN_FILE"] = TOKEN_IN_CONTAINER
+        # Jupyter refuses a Host header that is not local (DNS rebinding): these are
+        # the names and addresses the workspace is reached by besides loopback.
+        names = {plan.bind_address, *host_names} - {"", "0.0.0.0"}
+        env["GPUPROV_JUPYTER_HOSTNAMES"] = ",".join(sorted(names))
         if plan.password_hash_given:
             hashed = password_hash_file(secrets_dir, plan.user)
             volumes.append(f"{hashed}:{PASSWORD_HASH_IN_CONTAINER}:ro")
             env["JUPYTER_PASSWORD_HASH_FILE"] = PASSWORD_HASH_IN_CONTAINER
     else:
         volumes.append(f"{base}/ssh:{SSH_DIR_IN_CONTAINER}")
+        # sshd's AllowTcpForwarding, read by the image's entrypoint.
+        env["GPUPROV_SSH_FORWARDING"] = "local" if plan.port_forwarding else "no"
     volumes += [
         f"{v['source']}:{v['target']}:{'ro' if v.get('read_only') else 'rw'}" for v in plan.volumes
     ]
@@ -105,6 +118,7 @@ def container_spec(
         "security_opts": ["no-new-privileges"],
         "cap_drop": ["ALL"],
         "restart_policy": "unless-stopped",
+        "network": network_name(plan.user),
         "read_only": True,
         "tmpfs": [f"/tmp:rw,nosuid,nodev,size={plan.limits.get('tmp_size', TMP_SIZE)}"],
         "log_driver": LOG_DRIVER,

@@ -37,6 +37,7 @@ def container_spec(
     default_shm: str,
     ulimits: list[str],
     log_options: dict[str, str] | None = None,
+    host_names: list[str] | None = None,
 ) -> dict[str, Any]:
     fields = {
         **plan,
@@ -52,6 +53,7 @@ def container_spec(
         default_shm,
         tuple(ulimits),
         log_options,
+        tuple(host_names or ()),
     )
 
 
@@ -75,6 +77,7 @@ class FilterModule:
             "gpuprov_default": variables.default,
             "gpuprov_label": labels.label_for,
             "gpuprov_container_spec": container_spec,
+            "gpuprov_workspace_network": workspace.network_name,
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,
             "gpuprov_connect_summary": connect_summary,

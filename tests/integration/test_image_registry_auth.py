@@ -165,13 +165,10 @@ def test_the_pull_logs_in_and_never_shows_the_password(
             output = run.stdout + run.stderr
             assert password not in output and basic not in output
 
-        # What docs/image.md says: the login stays in root's ~/.docker/config.json (0600),
-        # user:password base64-encoded, not encrypted; a logout removes it.
-        config = testbed.ssh(
-            HOST, "stat -c %a /root/.docker/config.json; cat /root/.docker/config.json"
-        )
-        mode, _, text = config.stdout.partition("\n")
-        assert mode == "600"
-        assert json.loads(text)["auths"][auth_registry]["auth"] == basic
+        # What docs/image.md says: the login that pulled is gone again, so the password
+        # (user:password in base64) does not stay in root's ~/.docker/config.json.
+        config = testbed.ssh(HOST, "cat /root/.docker/config.json 2>/dev/null || echo {}")
+        assert auth_registry not in json.loads(config.stdout).get("auths", {})
+        assert basic not in config.stdout
     finally:
         testbed.ssh(HOST, f"docker logout {auth_registry} >/dev/null", check=False)

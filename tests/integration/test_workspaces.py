@@ -185,6 +185,7 @@ class Team:
                 "volumes": [{"source": "/srv/datasets", "target": "/datasets", "read_only": True}],
                 "limits": {"memory": "512m", "cpus": 1, "pids": 256, "shm_size": "256m"},
                 "jupyter_token": Vaulted(ALICE_TOKEN),
+                "ssh_port_forwarding": True,
             },
             "bob": {
                 "name": "bob",
@@ -315,8 +316,11 @@ def container_ids(testbed: TestBed) -> dict[str, str]:
     return ids
 
 
-def http_status(testbed: TestBed, host: str, url: str, token: str | None = None) -> str:
+def http_status(
+    testbed: TestBed, host: str, url: str, token: str | None = None, *more_headers: str
+) -> str:
     headers = ["-H", f"Authorization: token {token}"] if token else []
+    headers += [arg for header in more_headers for arg in ("-H", header)]
     argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", *headers]
     return subprocess.run(
         testbed.in_host_netns(host, [*argv, url]), capture_output=True, text=True, check=False
@@ -324,14 +328,15 @@ def http_status(testbed: TestBed, host: str, url: str, token: str | None = None)
 
 
 def workspace_ssh(
-    testbed: TestBed, team: Team, host: str, user: str, key: str, command: str
+    testbed: TestBed, team: Team, host: str, user: str, key: str, *command: str
 ) -> subprocess.CompletedProcess:
+    """ssh into the user's workspace; ``command`` may be ssh options and a command."""
     uid = team.users.get(user, {}).get("uid", 2001)
     argv = [
         "ssh", "-i", str(team.keys[key][0]), "-p", str(port(uid, "ssh")),
         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", command,
+        "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", *command,
     ]  # fmt: skip
     return subprocess.run(
         testbed.in_host_netns(host, argv), capture_output=True, text=True, timeout=60, check=False
@@ -465,6 +470,15 @@ def test_jupyter_answers_with_the_token_and_refuses_without(team, testbed):
     assert http_status(testbed, "oldgpu", carol) == "403"
 
 
+def test_jupyter_refuses_a_host_header_it_is_not_reached_by(team, testbed):
+    """DNS rebinding: a page on evil.example that resolves to the host still names itself
+    in the Host header; Jupyter answers loopback and the host's own names only."""
+    url = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/status"
+    assert http_status(testbed, "h100", url, ALICE_TOKEN, "Host: evil.example") == "403"
+    for name in ("localhost", "h100", testbed.host_address("h100")):
+        assert http_status(testbed, "h100", url, ALICE_TOKEN, f"Host: {name}:8888") == "200", name
+
+
 def test_token_files_belong_to_root_and_the_user_only(team, testbed):
     stat = "stat -c '%a %u %g' /etc/gpuprov/secrets/{0}/jupyter-token /etc/gpuprov/secrets/{0}"
     assert on_host(testbed, "h100", stat.format("alice")).split("\n") == [
@@ -497,6 +511,46 @@ def test_ssh_login_with_the_right_key_as_the_users_uid(team, testbed):
     assert wrong.returncode == 255 and "Permission denied" in wrong.stderr
     other = workspace_ssh(testbed, team, "h100", "alice", "bob", "id -u")
     assert other.returncode == 255
+
+
+def test_ssh_forwarding_is_refused_by_default_and_allowed_when_the_user_asks(team, testbed):
+    """A real `ssh -W` to the workspace's own sshd: bob's entry says nothing, alice's
+    says ssh_port_forwarding: true."""
+    forward = ("-o", "ExitOnForwardFailure=yes", "-W", "127.0.0.1:2222")
+    refused = workspace_ssh(testbed, team, "h100", "bob", "bob", *forward)
+    assert refused.returncode == 255 and "SSH-2.0" not in refused.stdout
+    assert "prohibited" in refused.stderr, refused.stderr
+    allowed = workspace_ssh(testbed, team, "h100", "alice", "alice", *forward)
+    assert allowed.stdout.startswith("SSH-2.0-OpenSSH"), (allowed.stdout, allowed.stderr)
+    config = on_host(testbed, "h100", "docker exec gpuprov-bob-ssh cat /tmp/gpuprov-sshd_config")
+    for line in ("AllowTcpForwarding no", "AllowAgentForwarding no", "X11Forwarding no",
+                 "AllowStreamLocalForwarding no", "PermitTunnel no", "MaxAuthTries 3",
+                 "LoginGraceTime 30"):  # fmt: skip
+        assert line in config.splitlines(), config
+
+
+def test_one_users_workspace_cannot_open_another_users_ports(team, testbed):
+    """Each user has a bridge network of their own: alice's notebook reaches her own SSH
+    workspace, not bob's, whose address it knows."""
+
+    def address(name: str) -> str:
+        info = inspect(testbed, "h100", name)
+        network = info["HostConfig"]["NetworkMode"]
+        assert network == f"gpuprov-{info['Config']['Labels']['org.gpuprov.user']}", name
+        return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+    probe = (
+        "import socket, sys\n"
+        "try:\n print(socket.create_connection((sys.argv[1], 2222), timeout=3).recv(7).decode())\n"
+        "except OSError as error:\n print('refused', error)"
+    )
+
+    def reach(ip: str) -> str:
+        command = f"docker exec gpuprov-alice-jupyter python3 -c {shlex.quote(probe)} {ip}"
+        return on_host(testbed, "h100", command)
+
+    assert reach(address("gpuprov-alice-ssh")).startswith("SSH-2.0")
+    assert reach(address("gpuprov-bob-ssh")).startswith("refused")
 
 
 def test_files_written_inside_land_on_the_host_volume_as_the_user(team, testbed):
@@ -544,6 +598,9 @@ def test_security_options_and_limits_in_docker_inspect(team, testbed):
     assert inspect(testbed, "oldgpu", "gpuprov-carol-jupyter")["Config"]["User"] == "2003:2103"
     bob = inspect(testbed, "h100", "gpuprov-bob-ssh")["HostConfig"]
     assert (bob["PidsLimit"], bob["Memory"]) == (512, 0)
+    # carol sets no limits: the host's default pids limit still holds her.
+    carol = inspect(testbed, "oldgpu", "gpuprov-carol-jupyter")["HostConfig"]
+    assert carol["PidsLimit"] == 4096
     assert bob["ShmSize"] == 8 << 30  # the role's default for PyTorch DataLoaders
 
 

@@ -264,6 +264,7 @@ def test_every_documented_variable_is_accepted(tmp_path):
         "gpuprov_bind_address": "127.0.0.1",
         "gpuprov_data_root": "/srv/team",
         "gpuprov_volume_roots": ["/srv/datasets", "/mnt/nfs"],
+        "gpuprov_workspace_limits": {"memory": "64g", "cpus": 16, "pids": "unlimited"},
         "gpuprov_docker_manage": True,
         "gpuprov_docker_host": "unix:///run/docker.sock",
         "gpuprov_nvidia_driver_manage": True,

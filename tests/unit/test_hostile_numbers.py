@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from hostile import HOSTS, Case, alice_with, assert_case, users
 
+from gpuprov.ansible_inventory import AnsibleInventory, Sources
+from gpuprov.core import rules
+
 LIMITS = "gpuprov_users[0].limits"
 
 
@@ -47,3 +50,24 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_number_case(name, tmp_path, capsys):
     assert_case(CASES[name], tmp_path, capsys)
+
+
+def limits_of(tmp_path, host_line: str, user_limits: str) -> dict:
+    files = users(alice_with(user_limits)) if user_limits else {}
+    case = Case({**files, "hosts.yml": HOSTS + host_line})
+    found = AnsibleInventory(Sources(inventory=[str(case.write(tmp_path))])).inventory()
+    (workspace,) = rules.fleet(found).workspaces
+    return workspace.limits
+
+
+def test_every_workspace_gets_a_pids_limit_unless_lifted(tmp_path):
+    assert limits_of(tmp_path / "a", "", "") == {"pids": 4096}
+    assert limits_of(tmp_path / "b", "", "limits: {pids: 512}") == {"pids": 512}
+    assert limits_of(tmp_path / "c", "", "limits: {pids: unlimited}") == {}
+
+
+def test_a_hosts_limits_apply_under_the_users_own(tmp_path):
+    host = "      gpuprov_workspace_limits: {memory: 64g, cpus: 16}\n"
+    assert limits_of(tmp_path / "a", host, "") == {"memory": "64g", "cpus": 16}
+    got = limits_of(tmp_path / "b", host, "limits: {memory: unlimited, cpus: 4}")
+    assert got == {"cpus": 4}

@@ -237,3 +237,23 @@ def test_connect_summary_on_the_controller_itself_needs_no_jump():
     assert "ssh -p 20003 alice@127.0.0.1" in text
     assert "http://127.0.0.1:20002/lab" in text
     assert "ProxyJump" not in text and "ssh -N -L" not in text
+
+
+def test_ssh_forwarding_is_off_unless_the_user_asks_and_jupyter_never_hears_of_it():
+    assert spec(SSH)["env"]["GPUPROV_SSH_FORWARDING"] == "no"
+    asked = replace(SSH, port_forwarding=True)
+    assert spec(asked)["env"]["GPUPROV_SSH_FORWARDING"] == "local"
+    assert "GPUPROV_SSH_FORWARDING" not in spec()["env"]
+    # The spec label changes with it, so the container is recreated with the new setting.
+    assert spec(asked)["labels"] != spec(SSH)["labels"]
+
+
+def test_jupyter_is_told_the_names_it_is_reached_by_and_not_the_wildcard():
+    got = spec(replace(ALICE, bind_address="0.0.0.0"), host_names=("10.20.0.21", "gpu1"))
+    assert got["env"]["GPUPROV_JUPYTER_HOSTNAMES"] == "10.20.0.21,gpu1"
+    assert spec()["env"]["GPUPROV_JUPYTER_HOSTNAMES"] == "127.0.0.1"
+
+
+def test_each_user_has_a_network_of_their_own():
+    assert spec()["network"] == spec(SSH)["network"] == "gpuprov-alice"
+    assert spec(replace(ALICE, user="bob"))["network"] == "gpuprov-bob"
