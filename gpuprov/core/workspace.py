@@ -7,6 +7,7 @@ new privileges, no host network or docker.sock, ports on one address only.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,6 +34,21 @@ TMP_SIZE = "1g"
 
 def container_name(user: str, kind: str) -> str:
     return f"gpuprov-{user}-{kind}"
+
+
+def _name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(host)
+    return False
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def network_name(user: str) -> str:
@@ -74,10 +90,11 @@ def container_spec(
     if plan.kind == "jupyter":
         volumes.append(f"{token_file(secrets_dir, plan.user)}:{TOKEN_IN_CONTAINER}:ro")
         env["JUPYTER_TOKEN_FILE"] = TOKEN_IN_CONTAINER
-        # Jupyter refuses a Host header that is not local (DNS rebinding): these are
-        # the names and addresses the workspace is reached by besides loopback.
-        names = {plan.bind_address, *host_names} - {"", "0.0.0.0"}
-        env["GPUPROV_JUPYTER_HOSTNAMES"] = ",".join(sorted(names))
+        # Jupyter refuses a Host header that is not loopback or one of these names
+        # (DNS rebinding). It never accepts an address that is not loopback, so a
+        # workspace bound to one, reached by that address, must allow remote hosts.
+        env["GPUPROV_JUPYTER_HOSTNAMES"] = ",".join(sorted(n for n in host_names if _name(n)))
+        env["GPUPROV_JUPYTER_REMOTE"] = "false" if _loopback(plan.bind_address) else "true"
         if plan.password_hash_given:
             hashed = password_hash_file(secrets_dir, plan.user)
             volumes.append(f"{hashed}:{PASSWORD_HASH_IN_CONTAINER}:ro")

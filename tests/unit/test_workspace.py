@@ -248,10 +248,12 @@ def test_ssh_forwarding_is_off_unless_the_user_asks_and_jupyter_never_hears_of_i
     assert spec(asked)["labels"] != spec(SSH)["labels"]
 
 
-def test_jupyter_is_told_the_names_it_is_reached_by_and_not_the_wildcard():
-    got = spec(replace(ALICE, bind_address="0.0.0.0"), host_names=("10.20.0.21", "gpu1"))
-    assert got["env"]["GPUPROV_JUPYTER_HOSTNAMES"] == "10.20.0.21,gpu1"
-    assert spec()["env"]["GPUPROV_JUPYTER_HOSTNAMES"] == "127.0.0.1"
+def test_jupyter_checks_host_headers_when_it_is_bound_to_loopback_only():
+    local = spec(host_names=("10.20.0.21", "gpu1"))["env"]
+    assert local["GPUPROV_JUPYTER_HOSTNAMES"] == "gpu1"  # Jupyter ignores addresses there
+    assert local["GPUPROV_JUPYTER_REMOTE"] == "false"
+    lan = spec(replace(ALICE, bind_address="10.20.0.21"), host_names=("gpu1",))["env"]
+    assert lan["GPUPROV_JUPYTER_REMOTE"] == "true"  # reached by its address: no 403 for it
 
 
 def test_each_user_has_a_network_of_their_own():
