@@ -40,19 +40,8 @@ from .core.inventory import (
     user_subject,
 )
 from .core.schema import Opaque, closest
-from .core.variables import PREFIX
+from .core.variables import CONNECTION_VARIABLES, PREFIX
 
-# Connection variables `gpuprov status` reaches hosts with, besides gpuprov's own.
-CONNECTION_VARIABLES = (
-    "ansible_host",
-    "ansible_user",
-    "ansible_port",
-    "ansible_connection",
-    "ansible_ssh_private_key_file",
-    "ansible_ssh_common_args",
-    "ansible_become",
-    "ansible_become_user",
-)
 # Plugins whose error explains a source best, when several tried it and all failed.
 _TELLING_PLUGINS = ("script", "yaml", "auto", "ini", "toml")
 
@@ -132,8 +121,15 @@ class Sources:
         return list(self.inventory) or list(C.DEFAULT_HOST_LIST)
 
 
-def from_variables(per_host: Mapping[str, Mapping[str, Any]], source: str) -> Inventory:
-    """An Inventory from variables Ansible already resolved (a play's hostvars)."""
+def from_variables(
+    per_host: Mapping[str, Mapping[str, Any]],
+    source: str,
+    groups: Mapping[str, Any] | None = None,
+) -> Inventory:
+    """An Inventory from variables Ansible already resolved (a play's hostvars).
+
+    ``groups`` is Ansible's groups and their host names (a play's `groups`).
+    """
     converter = _Converter(source)
     return Inventory(
         source,
@@ -146,6 +142,11 @@ def from_variables(per_host: Mapping[str, Mapping[str, Any]], source: str) -> In
             for host, variables in per_host.items()
         },
         _template_findings(per_host, source),
+        {
+            str(name): tuple(str(h) for h in members)
+            for name, members in (groups or {}).items()
+            if name not in ("all", "ungrouped")
+        },
     )
 
 
@@ -386,9 +387,9 @@ class AnsibleInventory:
                 per_host[host.name] = self.variables.get_vars(host=host, include_hostvars=False)
             except AnsibleError as error:
                 raise InventoryError([_finding(error, self.source, "(file)", _VARS_FIX)]) from error
-        found = from_variables(per_host, self.source)
-        groups = set(self.manager.groups)
-        found.findings += vars_file_findings(self.sources, set(per_host), groups)
+        groups = {name: [h.name for h in g.get_hosts()] for name, g in self.manager.groups.items()}
+        found = from_variables(per_host, self.source, groups)
+        found.findings += vars_file_findings(self.sources, set(per_host), set(groups))
         return found
 
     def select(self, pattern: str) -> list[str]:

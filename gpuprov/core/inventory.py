@@ -63,6 +63,8 @@ class Inventory:
     # What the loader found in how values are written (templates that could run
     # something on the controller); the rules report these first.
     findings: list[Finding] = field(default_factory=list)
+    # Ansible's groups and their hosts, 'all' and 'ungrouped' left out.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

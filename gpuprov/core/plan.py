@@ -45,6 +45,8 @@ class WorkspacePlan:
     password_hash_given: bool = False
     # The SSH workspace lets its user forward ports to their own services (-L, -W).
     port_forwarding: bool = False
+    # The limits the inventory lifts: no host-sized default fills them in.
+    unlimited: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,17 @@ def host_plan(name: str, variables: dict[str, Sourced]) -> HostPlan:
     )
 
 
+def _merged_limits(host: HostPlan, user: dict[str, Any]) -> dict[str, Any]:
+    return {**host.limits, **user.get("limits", {})}
+
+
 def effective_limits(host: HostPlan, user: dict[str, Any]) -> dict[str, Any]:
     """The host's limits with the user's over them, key by key; unlimited lifts one."""
-    merged = {**host.limits, **user.get("limits", {})}
-    return {key: value for key, value in merged.items() if value != UNLIMITED}
+    return {k: v for k, v in _merged_limits(host, user).items() if v != UNLIMITED}
+
+
+def lifted_limits(host: HostPlan, user: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in _merged_limits(host, user).items() if v == UNLIMITED))
 
 
 def team_value(inventory: Inventory, name: str) -> Sourced | None:
@@ -158,6 +167,7 @@ def build(inventory: Inventory) -> Fleet:
                         gpus=assigned[user["name"]].devices if user["name"] in assigned else (),
                         volumes=tuple(user.get("volumes", [])),
                         limits=effective_limits(host, user),
+                        unlimited=lifted_limits(host, user),
                         ssh_keys=tuple(user.get("ssh_keys", [])),
                         token_given=bool(user.get("jupyter_token")),
                         password_hash_given=bool(user.get("jupyter_password_hash")),

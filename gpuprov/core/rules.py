@@ -22,6 +22,7 @@ from .inventory import (
     subject_of,
     user_subject,
 )
+from .limits import size_bytes
 from .plan import (
     Fleet,
     HostPlan,
@@ -33,10 +34,11 @@ from .plan import (
     users_by_host,
     workspace_port,
 )
-from .schema import unknown_key_message
+from .schema import closest, unknown_key_message
 from .variables import (
     ALL_VARIABLES,
     FACTS,
+    GROUP_CONNECTION_VARIABLES,
     IMAGE_DEFAULT_UID,
     PREFIX,
     RESERVED_USERS,
@@ -177,7 +179,8 @@ class _Rules:
                     "give the range at least one port per workspace of the host's users",
                 )
         self.fleet_structure()
-        if self.findings:
+        self.connection_gaps()
+        if any(not f.warning for f in self.findings):
             return  # ports and GPUs are counted out of sound ranges only
         self.image()
         self.registry()
@@ -478,6 +481,43 @@ class _Rules:
                     "keep one entry per machine (put it in several groups instead)",
                 )
 
+    def connection_gaps(self) -> None:
+        """Hosts left without the connection settings a group gives its hosts.
+
+        A host listed under a misspelt group, or outside the group whose
+        group_vars say how to reach and become root on its machines, connects as
+        the controller's user with no become: a judgement call, so a warning.
+        """
+        hosts = self.inventory.hosts
+        for group, members in sorted(self.inventory.groups.items()):
+            if not members or any(m not in hosts for m in members):
+                continue
+            for name in GROUP_CONNECTION_VARIABLES:
+                # One origin for every member: a group's vars, not each host's own.
+                origins = {hosts[m][name].origin if name in hosts[m] else None for m in members}
+                if len(origins) != 1 or (origin := origins.pop()) is None:
+                    continue
+                for host in sorted(set(hosts) - set(members)):
+                    if name in hosts[host]:
+                        continue
+                    own = [g for g, m in self.inventory.groups.items() if host in m]
+                    others = [h for h in hosts if h != host]
+                    typo = closest(group, own)
+                    if typo is None and not all(name in hosts[h] for h in others):
+                        continue
+                    self.findings.append(
+                        Finding(
+                            self.inventory.source, f"host '{host}'", name,
+                            f"is not set, while group '{group}' gives it to its hosts ({origin}); "
+                            f"'{host}' is not in that group, so it connects with Ansible's "
+                            "defaults" + (f" (it is in '{typo}')" if typo else ""),
+                            f"add '{host}' to group '{group}'"
+                            + (f" (is '{typo}' a typo?)" if typo else "")
+                            + f", or set {name} for it",
+                            warning=True,
+                        )
+                    )  # fmt: skip
+
     def volumes(self, subject: str, key: str, user: dict[str, Any], host: HostPlan) -> None:
         for v_index, volume in enumerate(user.get("volumes", [])):
             found = paths.source_problem(
@@ -549,13 +589,6 @@ PLAIN_SECRET = "is written in plain text, so it sits in git and in every clone"
 VAULT_FIX = "encrypt it: ansible-vault encrypt_string --name {name} (see docs/inventory.md)"
 TOKEN_MIN = 32
 PASSWORD_HASH = r"argon2:\$argon2(id|i|d)\$\S+$|sha1:[0-9a-f]+:[0-9a-f]{40}$"
-
-
-def size_bytes(size: str) -> int:
-    """Docker's size strings (512m, 16g, 1024) in bytes."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = str(size).lower()
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
 def check(inventory: Inventory) -> list[Finding]:

@@ -17,6 +17,19 @@ from .allocation import KIND_OFFSETS
 from .schema import AnyOf, Bool, Int, ListOf, Map, Node, Num, Secret, Str
 
 PREFIX = "gpuprov_"
+# Ansible's variables for reaching a host, which the check reads beside gpuprov's.
+CONNECTION_VARIABLES = (
+    "ansible_host",
+    "ansible_user",
+    "ansible_port",
+    "ansible_connection",
+    "ansible_ssh_private_key_file",
+    "ansible_ssh_common_args",
+    "ansible_become",
+    "ansible_become_user",
+)
+# Those a group gives all its hosts alike (each host has an address of its own).
+GROUP_CONNECTION_VARIABLES = tuple(n for n in CONNECTION_VARIABLES if n != "ansible_host")
 USER_NAME = r"[a-z_][a-z0-9_-]{0,31}"
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # nvidia-smi -L: GPU-UUID; MIG-UUID (R470+); MIG-GPU-UUID/GI/CI (older drivers).

@@ -22,15 +22,16 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         # Every host of the inventory, also under --limit: the rules span hosts (ports, GPUs,
         # team values), and the variables are the play's own, -e and playbook group_vars too.
+        groups = task_vars["groups"]
         try:
             found = from_variables(
-                {host: hostvars.raw_get(host) for host in task_vars["groups"]["all"]},
+                {host: hostvars.raw_get(host) for host in groups["all"]},
                 ", ".join(sources) or "the inventory",
+                groups,
             )
         except InventoryError as error:
             findings, warnings = error.findings, []
         else:
-            groups = task_vars["groups"]
             found.findings += vars_file_findings(sources, set(groups["all"]), set(groups))
             findings, warnings = rules.verdict(found, rules.check(found))
         result["changed"] = False

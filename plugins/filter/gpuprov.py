@@ -9,13 +9,21 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import image_build, labels, rules, variables, workspace
+from gpuprov.core import image_build, labels, limits, rules, variables, workspace
 from gpuprov.core.plan import WorkspacePlan
 
 
-def workspaces(hostvars: Any, hosts: list[str], host: str) -> list[dict[str, Any]]:
-    """This host's workspaces as the inventory plans them (ports, GPUs, mounts)."""
+def workspaces(
+    hostvars: Any, hosts: list[str], host: str, engine: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """This host's workspaces as the inventory plans them (ports, GPUs, mounts).
+
+    Given the engine's `docker info`, the limits the inventory leaves open are
+    sized to the host (gpuprov.core.limits).
+    """
     first = hostvars[hosts[0]] if hosts else {}
     # The first play's check made every host see the same team values: template them once.
     team = {name: first[name] for name in variables.TEAM_VARIABLES if name in first}
@@ -26,7 +34,14 @@ def workspaces(hostvars: Any, hosts: list[str], host: str) -> list[dict[str, Any
         }
         for name in hosts
     }
-    return [asdict(w) for w in rules.fleet(from_variables(per_host, "hostvars")).on_host(host)]
+    planned = rules.fleet(from_variables(per_host, "hostvars")).on_host(host)
+    if engine is None:
+        return [asdict(w) for w in planned]
+    try:
+        size = limits.HostSize.from_engine(engine, host)
+        return [asdict(limits.fit(w, size)) for w in planned]
+    except limits.LimitError as error:
+        raise AnsibleFilterError(str(error)) from error
 
 
 def container_spec(
@@ -44,6 +59,7 @@ def container_spec(
         "gpus": tuple(plan["gpus"]),
         "volumes": tuple(plan["volumes"]),
         "ssh_keys": tuple(plan["ssh_keys"]),
+        "unlimited": tuple(plan["unlimited"]),
     }
     return workspace.container_spec(
         WorkspacePlan(**fields),

@@ -193,7 +193,7 @@ class Team:
                 "host": "h100",
                 "ssh_keys": [self.keys["bob"][1]],
                 "workspaces": [{"kind": "ssh"}],
-                "limits": {"pids": 512},
+                "limits": {"pids": 512, "memory": "unlimited"},
             },
             "carol": {
                 "name": "carol",
@@ -531,8 +531,21 @@ def test_ssh_forwarding_is_refused_by_default_and_allowed_when_the_user_asks(tea
     config = on_host(testbed, "h100", "docker exec gpuprov-bob-ssh cat /tmp/gpuprov-sshd_config")
     for line in ("AllowTcpForwarding no", "AllowAgentForwarding no", "X11Forwarding no",
                  "AllowStreamLocalForwarding no", "PermitTunnel no", "MaxAuthTries 3",
-                 "LoginGraceTime 30"):  # fmt: skip
+                 "LoginGraceTime 30", "StrictModes yes"):  # fmt: skip
         assert line in config.splitlines(), config
+
+
+def test_sshd_refuses_keys_another_account_could_write(team, testbed):
+    """StrictModes: a group-writable authorized_keys is refused, the right modes log in."""
+    keys = "docker exec gpuprov-bob-ssh chmod {} /gpuprov/ssh/authorized_keys"
+    on_host(testbed, "h100", keys.format("g+w"))
+    try:
+        refused = workspace_ssh(testbed, team, "h100", "bob", "bob", "id -u")
+    finally:
+        on_host(testbed, "h100", keys.format("0600"))
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
+    again = workspace_ssh(testbed, team, "h100", "bob", "bob", "id -u")
+    assert again.returncode == 0 and again.stdout.strip() == "2002", again.stderr
 
 
 def test_one_users_workspace_cannot_open_another_users_ports(team, testbed):
@@ -581,6 +594,12 @@ def test_security_options_and_limits_in_docker_inspect(team, testbed):
         assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"], name
         assert hc["Privileged"] is False, name
         assert hc["NetworkMode"] not in ("host",) and hc["PidMode"] != "host", name
+        assert hc["IpcMode"] != "host" and hc["UTSMode"] != "host", name
+        assert hc["PidsLimit"] and hc["PidsLimit"] > 0, name
+        # CIS 5.10/5.11: every workspace has a memory and CPU cap but bob, who lifts memory.
+        assert hc["NanoCpus"] > 0, name
+        assert hc["Memory"] > 0 or name == "gpuprov-bob-ssh", name
+        assert not hc["Devices"], name  # GPUs come through device requests, not devices
         assert not any("docker.sock" in m["Source"] for m in info["Mounts"]), name
         assert hc["RestartPolicy"]["Name"] == "unless-stopped", name
         assert hc["ReadonlyRootfs"] is True, name
@@ -604,9 +623,15 @@ def test_security_options_and_limits_in_docker_inspect(team, testbed):
     assert inspect(testbed, "oldgpu", "gpuprov-carol-jupyter")["Config"]["User"] == "2003:2103"
     bob = inspect(testbed, "h100", "gpuprov-bob-ssh")["HostConfig"]
     assert (bob["PidsLimit"], bob["Memory"]) == (512, 0)
-    # carol sets no limits: the host's default pids limit still holds her.
+    # carol sets no limits: the host's pids default holds her, and memory and CPUs
+    # sized to the host: all but a tenth of its memory (1 to 8 GiB), every CPU below 8.
     carol = inspect(testbed, "oldgpu", "gpuprov-carol-jupyter")["HostConfig"]
     assert carol["PidsLimit"] == 4096
+    size = json.loads(on_host(testbed, "oldgpu", "docker info --format '{{json .}}'"))
+    total, ncpu = size["MemTotal"], size["NCPU"]
+    reserve = min(max(total // 10, 1 << 30), 8 << 30)
+    assert carol["Memory"] == (total - reserve) // (1 << 20) * (1 << 20)
+    assert carol["NanoCpus"] == (ncpu - 1 if ncpu >= 8 else ncpu) * 10**9
     assert bob["ShmSize"] == 8 << 30  # the role's default for PyTorch DataLoaders
 
 

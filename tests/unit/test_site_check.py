@@ -114,3 +114,24 @@ def test_a_boolean_given_as_text_on_the_command_line_says_how_to_write_it(tmp_pa
     result = run_play(inventory, "playbooks/check.yml", "-e", "gpuprov_strict=true")
     assert result.returncode != 0
     assert """write -e '{"gpuprov_strict": true}'""" in result.stdout + result.stderr
+
+
+def test_the_first_play_warns_of_a_host_outside_the_group_that_says_how_to_reach_it(tmp_path):
+    """The play's own groups reach the rule: a host under a misspelt group gets no
+    ansible_user or become from gpu_servers' vars."""
+    inventory = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories/example", inventory)
+    hosts = inventory / "hosts.yml"
+    hosts.write_text(
+        hosts.read_text().replace(
+            "  children:\n",
+            "  children:\n    gpu-servers:\n      hosts:\n"
+            "        gpu-new: {ansible_host: 10.20.0.31}\n",
+            1,
+        )
+    )
+    warned = run_play(inventory, "playbooks/check.yml")
+    said = warned.stdout + warned.stderr
+    assert warned.returncode == 0, said
+    assert "[WARNING]" in said and "host 'gpu-new': ansible_become" in said, said
+    assert "(is 'gpu-servers' a typo?)" in said, said

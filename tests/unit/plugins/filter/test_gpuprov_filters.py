@@ -65,3 +65,23 @@ def test_default_filter_refuses_a_variable_without_a_shared_default():
 def test_label_filter_names_the_label_containers_carry():
     # Users' own scripts filter on this name: it is part of gpuprov's interface.
     assert FILTERS["gpuprov_label"]("user") == "org.gpuprov.user" == labels.USER_LABEL
+
+
+def test_workspaces_filter_sizes_open_limits_to_the_engine(example):
+    _, hostvars = example
+    hosts = sorted(hostvars)
+    host = next(h for h in hosts if FILTERS["gpuprov_workspaces"](hostvars, hosts, h))
+    engine = {"NCPU": 256, "MemTotal": 4 << 40}
+    for workspace in FILTERS["gpuprov_workspaces"](hostvars, hosts, host, engine):
+        assert "memory" in workspace["limits"] or "memory" in workspace["unlimited"]
+        assert "cpus" in workspace["limits"] or "cpus" in workspace["unlimited"]
+
+
+def test_workspaces_filter_refuses_a_limit_above_the_host(example):
+    from ansible.errors import AnsibleFilterError
+
+    _, hostvars = example
+    hosts = sorted(hostvars)
+    host = next(h for h in hosts if FILTERS["gpuprov_workspaces"](hostvars, hosts, h))
+    with pytest.raises(AnsibleFilterError, match="more than the host's"):
+        FILTERS["gpuprov_workspaces"](hostvars, hosts, host, {"NCPU": 1, "MemTotal": 1 << 28})
