@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from types import MappingProxyType
 
-from .labels import PACKAGE_MANAGER_LABEL, label_for
+from .labels import IMAGE_LABELS, PROMISE_KEYS
 from .torch_matrix import (
     CPU_BUILD,
     RELEASES,
@@ -29,21 +28,6 @@ from .torch_matrix import (
 
 INSPECTOR_SCHEMA = "gpuprov.inspector/1"
 
-# The labels gpuprov's image template writes, keyed by the pin promise they repeat
-# (package_manager is the one manager the image was built with: pip, uv or conda).
-IMAGE_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "python": label_for("python"),
-        "torch": label_for("torch"),
-        "torchvision": label_for("torchvision"),
-        "torchaudio": label_for("torchaudio"),
-        "cuda": label_for("cuda"),
-        "cudnn": label_for("cudnn"),
-        "package_manager": PACKAGE_MANAGER_LABEL,
-    }
-)
-
-PROMISE_KEYS = ("python", "torch", "torchvision", "torchaudio", "cuda", "cudnn")
 FAIL = "fail"
 WARN = "warn"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .torch_matrix import RELEASES
+from .torch_matrix import RELEASES, cuda_version_of_build
 from .versions import Version, VersionError, major_minor, parse_version
 
 # The month the tables below were last checked against their sources.
@@ -133,15 +133,10 @@ FORWARD_COMPAT_RULE = (
 
 # --- PyTorch CUDA builds and the GPU architectures in their wheels ----------
 
+# The CUDA builds PyTorch has published wheels for, and the CUDA each one is.
 TORCH_CUDA_BUILDS: dict[str, str] = {
-    "cu118": "11.8",
-    "cu121": "12.1",
-    "cu124": "12.4",
-    "cu126": "12.6",
-    "cu128": "12.8",
-    "cu129": "12.9",
-    "cu130": "13.0",
-    "cu132": "13.2",
+    tag: str(cuda_version_of_build(tag))
+    for tag in ("cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130", "cu132")
 }
 
 _BUILDER_SCRIPT = Source(

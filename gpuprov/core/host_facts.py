@@ -16,7 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from . import docker_config
+from .cuda_env import image_cuda
+from .image_pin import image_environment
 from .nvidia import (
+    HELP_QUERY_GPU,
+    LIST_COMMAND,
+    VERSION_COMMAND,
     DriverState,
     DriverStatus,
     GpuRecord,
@@ -28,6 +34,7 @@ from .nvidia import (
     parse_query_gpu,
     query_gpu_command,
 )
+from .torch_matrix import CPU_BUILD, build_for_cuda_version, cuda_build_of, no_cuda
 from .verify import Check, HostExpectations, HostFacts, ImagePin, Status, Workload, worst
 
 REPORT_SCHEMA = 1
@@ -58,12 +65,18 @@ def _rc(result: Mapping[str, Any] | None) -> int | None:
     return None if rc is None else int(rc)
 
 
+CTK_VERSION_COMMAND = ("nvidia-ctk", "--version")
+
+
 def ctk_version(result: Mapping[str, Any] | None) -> str | None:
     """`nvidia-ctk --version`: "NVIDIA Container Toolkit CLI version 1.17.8"."""
     if _rc(result) != 0:
         return None
     match = re.search(r"Container Toolkit CLI version\s+v?([\d.]+)", _out(result))
     return match.group(1) if match else None
+
+
+CONTAINER_CLI_VERSION_COMMAND = ("nvidia-container-cli", "--version")
 
 
 def container_cli_version(result: Mapping[str, Any] | None) -> str | None:
@@ -133,6 +146,13 @@ def cgroup_version(mounts: str | None) -> int | None:
     return found
 
 
+# Every package named like a driver part, installed or not, with its status letters.
+DRIVER_PACKAGES_COMMAND = (
+    "dpkg-query", "-W", "--showformat=${Package} ${db:Status-Abbrev}\n",
+    "nvidia-*", "libnvidia-*", "cuda-drivers*",
+)  # fmt: skip
+
+
 def driver_packages(dpkg_installed: Mapping[str, Any] | None) -> tuple[str, ...] | None:
     """Installed NVIDIA driver packages from `dpkg-query -W -f '${Package} ${db:Status-Abbrev}'`."""
     if _rc(dpkg_installed) is None:
@@ -147,6 +167,9 @@ def driver_packages(dpkg_installed: Mapping[str, Any] | None) -> tuple[str, ...]
     return tuple(sorted(names))
 
 
+HELD_PACKAGES_COMMAND = ("apt-mark", "showhold")
+
+
 def held_packages(showhold: Mapping[str, Any] | None) -> frozenset[str] | None:
     """`apt-mark showhold`: one held package per line."""
     if _rc(showhold) != 0:
@@ -154,17 +177,27 @@ def held_packages(showhold: Mapping[str, Any] | None) -> frozenset[str] | None:
     return frozenset(line.strip() for line in _out(showhold).splitlines() if line.strip())
 
 
+# The commands whose output host_facts() reads, by their key in the raw
+# observations; the GPU query follows from the help's answer (gpu_query_command),
+# and PLAIN_COMMAND runs only where needs_plain_header() says the driver predates
+# --version.
+COMMANDS: Mapping[str, tuple[str, ...]] = {
+    "nvidia_smi_help": HELP_QUERY_GPU,
+    "nvidia_smi_version": VERSION_COMMAND,
+    "nvidia_smi_list": LIST_COMMAND,
+    "nvidia_ctk_version": CTK_VERSION_COMMAND,
+    "nvidia_container_cli_version": CONTAINER_CLI_VERSION_COMMAND,
+    "dpkg_driver_packages": DRIVER_PACKAGES_COMMAND,
+    "apt_showhold": HELD_PACKAGES_COMMAND,
+}
+
+
 def daemon_json(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """/etc/docker/daemon.json as a dict, or (None, why) when it is unreadable."""
-    if text is None:
-        return {}, None
     try:
-        value = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
-        return None, f"/etc/docker/daemon.json is not valid JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, "/etc/docker/daemon.json is not a JSON object"
-    return value, None
+        return docker_config.load(text), None
+    except docker_config.DaemonJsonError as error:
+        return None, str(error)
 
 
 def docker_runtimes(info: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str | None]:
@@ -182,6 +215,58 @@ def docker_error(message: str) -> str:
         re.DOTALL,
     )
     return found.group(1) if found else message.strip()
+
+
+def workload_skip(
+    *,
+    enabled: bool,
+    gpu_present: bool,
+    docker_host: str,
+    docker_answers: bool,
+    image: str,
+    image_on_host: bool | None = None,
+    check_mode: bool = False,
+    pull: bool = True,
+    pull_error: str | None = None,
+) -> str:
+    """Why the GPU workload does not run on the host, or '' when it runs.
+
+    Asked twice: before the pull (``image_on_host`` None: nothing known of the
+    image yet) to decide whether to pull, and after it with what the host holds.
+    """
+    if not enabled:
+        return "disabled by host_verify_workload: false"
+    if not gpu_present:
+        return "no GPU answered nvidia-smi on the host"
+    if not docker_answers:
+        return f"Docker does not answer at {docker_host}"
+    if not image.strip():
+        return (
+            "the team image is built on the hosts and has no digest: run playbooks/image.yml, "
+            "then playbooks/verify.yml, or set host_verify_image"
+        )
+    if image_on_host is False:
+        missing = f"the team image {image.strip()} is not on the host and "
+        if check_mode:
+            return missing + "check mode does not pull it"
+        if not pull:
+            return missing + "host_verify_pull_image is false"
+        if pull_error is not None:
+            return missing + f"pulling it failed: {pull_error or 'unknown error'}"
+    return ""
+
+
+def probe_result(skipped: str, container: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What workload() reads, from the skip reason and docker_container's registered result."""
+    if skipped:
+        return {"skipped": skipped}
+    container = container or {}
+    started = "status" in container
+    return {
+        "started": started,
+        "error": "" if started else str(container.get("msg") or "unknown error"),
+        "output": str((container.get("container") or {}).get("Output") or ""),
+    }
 
 
 def workload(probe: Mapping[str, Any] | None) -> Workload | None:
@@ -355,18 +440,31 @@ def expectations(gpu: Mapping[str, Any] | None) -> HostExpectations:
 
 def cuda_build(torch: str, cuda: str | None) -> str | None:
     """The PyTorch CUDA build ("cu126") of the image: torch's local version, else its CUDA."""
-    local = torch.partition("+")[2]
-    if local.startswith("cu"):
-        return local
-    if local == "cpu" or not cuda or cuda == "none":
-        return None
+    local = cuda_build_of(torch)
+    if local is not None:
+        return None if local == CPU_BUILD else local
     # A build outside TORCH_CUDA_BUILDS stays as named: the gates then say they
     # cannot verify it, instead of guessing a neighbour.
-    return "cu" + "".join(cuda.split(".")[:2])
+    return None if no_cuda(cuda) else build_for_cuda_version(str(cuda))
 
 
-def image_pin(promises: Mapping[str, Any], allow_minor_version_compat: bool = False) -> ImagePin:
-    """The ImagePin from `gpuprov_image.promises` (cuda "none": a CPU image)."""
+class PromisesError(ValueError):
+    """The pin's promises lack what the gates judge a host by."""
+
+
+def gate_pin(
+    promises: Mapping[str, Any],
+    allow_minor_version_compat: bool = False,
+    image: Mapping[str, Any] | None = None,
+) -> ImagePin:
+    """What the gates judge a host against: `gpuprov_image.promises` (cuda "none": a CPU
+    image), and the CUDA the image's own environment declares (`docker image inspect`),
+    which beats the pin's, because the image is what runs."""
+    if "torch" not in promises:
+        raise PromisesError(
+            "gpuprov_image.promises lacks 'torch': pin the image's versions in group_vars "
+            "(see docs/verify.md)"
+        )
     torch = str(promises["torch"])
     cuda = str(promises.get("cuda") or "none")
     build = cuda_build(torch, cuda)
@@ -375,6 +473,7 @@ def image_pin(promises: Mapping[str, Any], allow_minor_version_compat: bool = Fa
         torch=torch.partition("+")[0],
         cuda_build=build,
         allow_minor_version_compat=allow_minor_version_compat,
+        declared=image_cuda(image_environment(image or {})),
     )
 
 

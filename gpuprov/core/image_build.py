@@ -1,7 +1,7 @@
 """What a team image build installs and the labels it carries, from the pin.
 
 The labels are how an image states its promises and what it was built from; the
-audit reads the promise labels back, so both sides take the keys from here.
+audit reads the promise labels back, so both sides take the names from labels.py.
 """
 
 from __future__ import annotations
@@ -114,6 +114,29 @@ def check_base(base: str, local: bool) -> str | None:
         "deletes old ones: write it as NAME:TAG@sha256:... (docker pull it once, then "
         "docker image inspect -f '{{index .RepoDigests 0}}' NAME:TAG), or set "
         "team_image_base_local: true for a base built on the build host"
+    )
+
+
+def build_problem(
+    base: str,
+    local: bool,
+    base_on_host: bool,
+    package_manager: str,
+    conda_channels: Sequence[str],
+    micromamba_sha256: str,
+) -> str:
+    """Why the build may not start with these inputs, or ''."""
+    if local and not base_on_host:
+        return f"team_image_base_local is true but {base} is not on the build host"
+    if package_manager == "conda" and not micromamba_sha256:
+        missing = "team_image_micromamba_sha256 is empty: the conda build verifies micromamba by it"
+    else:
+        missing = None
+    return (
+        check_base(base, local)
+        or check_package_manager(package_manager, conda_channels)
+        or missing
+        or ""
     )
 
 

@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 from . import image_ref
-from .audit import IMAGE_LABELS, AuditInputError, AuditReport, audit_image, label_findings
+from .audit import AuditInputError, AuditReport, audit_image, label_findings
+from .labels import IMAGE_LABELS
 
 REGISTRY = "registry"
 ARCHIVE = "archive"
@@ -39,6 +40,30 @@ def pinned_reference(pin: Mapping) -> str:
             "digits (run the build with push, or `gpuprov image pin REF`, to get it)"
         )
     return f"{reference.name}@{digest}"
+
+
+def pulled_reference(pin: Mapping) -> str:
+    """`reference@digest` for a pin with a digest; '' for one a run builds."""
+    return pinned_reference(pin) if pin.get("digest") else ""
+
+
+def pull_failure(pin: Mapping, error: str) -> str:
+    """Why a pull of the pinned digest failed, in the words that say what to do."""
+    registry = image_ref.parse(str(pin["reference"])).registry or "docker.io"
+    return (
+        f"could not pull {pinned_reference(pin)}: {error or 'unknown error'}. 'manifest "
+        "unknown' means the registry has no image with that digest (check "
+        "gpuprov_image.digest); 'no basic auth credentials' or 'unauthorized' means the "
+        "registry wants a login (set gpuprov_registry.username and its vaulted password); a "
+        f"connection error means the host cannot reach {registry} (set team_image_transfer: "
+        "archive for hosts that never can)."
+    )
+
+
+def archive_source(chosen: str, transfers: Mapping[str, str]) -> str:
+    """The host that saves the archive: the one chosen, else the first host of the batch
+    that pulls from the registry ('' when none does)."""
+    return chosen or next((h for h, via in transfers.items() if via == REGISTRY), "")
 
 
 def run_names(pin: object) -> set[str]:

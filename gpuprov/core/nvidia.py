@@ -352,6 +352,12 @@ _DRIVER_PATTERNS = (re.compile(r"(?:Driver|DRIVER|KMD) [Vv]ersion\s*:\s*(\d+(?:\
 _CUDA_PATTERN = re.compile(r"CUDA (?:UMD )?[Vv]ersion\s*:?\s*(\d+\.\d+)")
 
 
+# The driver's and CUDA's versions, for parse_driver_info; drivers before --version
+# existed print them only in the plain table (PLAIN_COMMAND).
+VERSION_COMMAND = ("nvidia-smi", "--version")
+PLAIN_COMMAND = ("nvidia-smi",)
+
+
 def parse_driver_info(text: str) -> DriverInfo:
     """Driver and supported CUDA version from plain `nvidia-smi` or `--version`."""
     for pattern in _DRIVER_PATTERNS:
@@ -370,6 +376,9 @@ def parse_driver_info(text: str) -> DriverInfo:
 
 _LIST_GPU = re.compile(r"^GPU (\d+): (.+?) \(UUID: ([^)]+)\)\s*$")
 _LIST_MIG = re.compile(r"^\s+MIG\s+(\S+)\s+Device\s+(\d+):\s+\(UUID:\s*([^)]+)\)\s*$")
+
+
+LIST_COMMAND = ("nvidia-smi", "-L")
 
 
 def parse_list(text: str) -> list[GpuRecord]:

@@ -10,10 +10,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from .host_facts import ctk_version
+from .host_facts import CTK_VERSION_COMMAND, ctk_version
 from .labels import IMAGE_LABEL, USER_LABEL
 from .nvidia import (
     QUERY_GPU_SHELL,
+    VERSION_COMMAND,
     DriverState,
     GpuRecord,
     NvidiaSmiParseError,
@@ -36,8 +37,8 @@ PROBE_SCRIPT = "; ".join(
     [
         _section("hostname", "hostname"),
         _section("nvidia-smi", f"sh -c {shlex.quote(QUERY_GPU_SHELL)}"),
-        _section("nvidia-smi-version", "nvidia-smi --version"),
-        _section("nvidia-ctk", "nvidia-ctk --version"),
+        _section("nvidia-smi-version", shlex.join(VERSION_COMMAND)),
+        _section("nvidia-ctk", shlex.join(CTK_VERSION_COMMAND)),
         _section("docker", "docker version --format '{{.Server.Version}}'"),
         _section(
             "workspaces",

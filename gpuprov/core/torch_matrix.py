@@ -43,14 +43,6 @@ class TorchRelease:
     builds: tuple[CudaBuild, ...]
     source: str
 
-    @property
-    def stable_builds(self) -> tuple[str, ...]:
-        return tuple(b.tag for b in self.builds if b.stable)
-
-    @property
-    def experimental_builds(self) -> tuple[str, ...]:
-        return tuple(b.tag for b in self.builds if not b.stable)
-
     def build(self, tag: str) -> CudaBuild | None:
         return next((b for b in self.builds if b.tag == tag), None)
 
@@ -177,19 +169,6 @@ def release_for(torch_version: str) -> TorchRelease | None:
     except ValueError:
         return None
     return next((r for r in RELEASES if r.torch == minor), None)
-
-
-def is_released_triple(torch: str, torchvision: str, torchaudio: str) -> bool:
-    release = release_for(torch)
-    if release is None:
-        return False
-    try:
-        return (minor_of(torchvision), minor_of(torchaudio)) == (
-            release.torchvision,
-            release.torchaudio,
-        )
-    except ValueError:
-        return False
 
 
 def cuda_build_of(local_version: str) -> str | None:

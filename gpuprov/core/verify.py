@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .compat import (
@@ -134,12 +134,19 @@ def _no_gpu_reason(facts: HostFacts) -> str | None:
 
 
 # --- individual gates ----------------------------------------------------------
+# Each judges one thing and returns its verdict; GATES below names and orders them.
 
 
-def _driver(facts: HostFacts) -> Check:
+def _says(status: Status, reason: str) -> Check:
+    """A gate's verdict; verify_host gives it the gate's name."""
+    return Check("", status, reason)
+
+
+def _driver(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.driver.ok:
         cuda = f", supports CUDA {facts.cuda_version}" if facts.cuda_version else ""
-        return Check("nvidia driver", Status.OK, f"driver {facts.driver_version}{cuda}")
+        return _says(Status.OK, f"driver {facts.driver_version}{cuda}")
     hints = []
     if facts.driver.state is DriverState.NOT_LOADED:
         if facts.nouveau_loaded:
@@ -151,15 +158,13 @@ def _driver(facts: HostFacts) -> Check:
         if facts.nvidia_module_built is False:
             hints.append(f"no nvidia.ko is built for the running kernel {facts.kernel_release}")
     seen = f" [on this host: {'; '.join(hints)}]" if hints else ""
-    return Check(
-        "nvidia driver", Status.FAIL, f"{facts.driver.state}: {facts.driver.explanation}{seen}"
-    )
+    return _says(Status.FAIL, f"{facts.driver.state}: {facts.driver.explanation}{seen}")
 
 
-def _kernel_modules(facts: HostFacts) -> Check:
+def _kernel_modules(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.nouveau_loaded:
-        return Check(
-            "kernel modules",
+        return _says(
             Status.FAIL,
             "nouveau is loaded and holds the GPU: blacklist it in "
             "/etc/modprobe.d, rebuild the initramfs and reboot",
@@ -167,8 +172,7 @@ def _kernel_modules(facts: HostFacts) -> Check:
     if facts.nvidia_module_built is False and (
         facts.driver_packages_installed or not facts.driver.ok
     ):
-        return Check(
-            "kernel modules",
+        return _says(
             Status.FAIL,
             f"no nvidia kernel module is built for the running kernel {facts.kernel_release} "
             "(a kernel update without a DKMS rebuild): install "
@@ -186,7 +190,7 @@ def _kernel_modules(facts: HostFacts) -> Check:
     if facts.secure_boot and not facts.driver.ok:
         problems.append("Secure Boot is on: the module must be signed with an enrolled key")
     if problems:
-        return Check("kernel modules", Status.WARN, "; ".join(problems))
+        return _says(Status.WARN, "; ".join(problems))
     unknown = [
         name
         for name, value in (
@@ -196,27 +200,26 @@ def _kernel_modules(facts: HostFacts) -> Check:
         if value is None
     ]
     if unknown:
-        return Check("kernel modules", Status.WARN, f"not gathered: {', '.join(unknown)}")
-    return Check("kernel modules", Status.OK, "nouveau not loaded, kernel headers present")
+        return _says(Status.WARN, f"not gathered: {', '.join(unknown)}")
+    return _says(Status.OK, "nouveau not loaded, kernel headers present")
 
 
-def _packages_held(facts: HostFacts) -> Check:
+def _packages_held(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.driver_packages_held is None and facts.driver_packages_installed == ():
-        return Check(
-            "driver packages held",
+        return _says(
             Status.WARN,
             "no NVIDIA driver package installed by apt (a .run-installed driver "
             "cannot be held): install the driver from packages "
             "(nvidia_driver_manage) so it can be pinned and held",
         )
     if facts.driver_packages_held is None:
-        return Check("driver packages held", Status.WARN, "not gathered")
+        return _says(Status.WARN, "not gathered")
     if facts.driver_packages_held:
         names = ", ".join(facts.driver_packages_installed or ())
         held = f"{names} held" if names else "held"
-        return Check("driver packages held", Status.OK, f"{held} against unattended upgrades")
-    return Check(
-        "driver packages held",
+        return _says(Status.OK, f"{held} against unattended upgrades")
+    return _says(
         Status.WARN,
         "not held: an unattended upgrade replaces the user-space driver under the "
         "running module ('Driver/library version mismatch' until reboot); "
@@ -224,24 +227,23 @@ def _packages_held(facts: HostFacts) -> Check:
     )
 
 
-def _device_nodes(facts: HostFacts) -> Check:
+def _device_nodes(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.dev_nvidia is False:
-        return Check(
-            "device nodes",
+        return _says(
             Status.FAIL,
             "no /dev/nvidia* device nodes: the driver is not initialised; run "
             "nvidia-smi once as root or enable nvidia-persistenced",
         )
     if facts.dev_nvidia_uvm is False:
-        return Check(
-            "device nodes",
+        return _says(
             Status.FAIL,
             "/dev/nvidia-uvm is missing: nvidia-smi works without it but every "
             "CUDA program fails; load nvidia-uvm (nvidia-modprobe -u -c=0)",
         )
     if facts.dev_nvidia is None or facts.dev_nvidia_uvm is None:
-        return Check("device nodes", Status.WARN, "not gathered")
-    return Check("device nodes", Status.OK, "/dev/nvidia* and /dev/nvidia-uvm present")
+        return _says(Status.WARN, "not gathered")
+    return _says(Status.OK, "/dev/nvidia* and /dev/nvidia-uvm present")
 
 
 def _pin_disagreement(image: ImagePin) -> str | None:
@@ -266,33 +268,31 @@ def _pin_disagreement(image: ImagePin) -> str | None:
 
 
 def _driver_vs_image(ctx: _Context) -> Check:
-    name = "driver vs image CUDA"
     check = _driver_vs_cuda(ctx)
     disagreement = _pin_disagreement(ctx.image)
     if disagreement:
-        return Check(name, Status.FAIL, f"{disagreement}; {check.reason}")
+        return _says(Status.FAIL, f"{disagreement}; {check.reason}")
     return check
 
 
 def _driver_vs_cuda(ctx: _Context) -> Check:
     """The driver against the CUDA the image declares, else the one its pin promises."""
     facts, image = ctx.facts, ctx.image
-    name = "driver vs image CUDA"
     declared = image.declared.cuda if image.declared else None
     cuda = declared or image.cuda
     if cuda is None:
-        return Check(name, Status.NA, "the team image is a CPU build (cuda: none)")
+        return _says(Status.NA, "the team image is a CPU build (cuda: none)")
     if not facts.driver.ok or not facts.driver_version:
-        return Check(name, Status.FAIL, "cannot compare: the driver did not answer")
+        return _says(Status.FAIL, "cannot compare: the driver did not answer")
     try:
         verdict = driver_supports_cuda(facts.driver_version, cuda, driver_cuda=facts.cuda_version)
     except (CompatError, VersionError) as exc:
-        return Check(name, Status.FAIL, f"cannot verify: {exc}")
+        return _says(Status.FAIL, f"cannot verify: {exc}")
     where = f"in the team image ({image.declared.source})" if declared else "in the team image"
     if verdict.status is Support.OK and verdict.beyond:
-        return Check(name, Status.WARN, f"{verdict.message} {where}; {verdict.beyond}")
+        return _says(Status.WARN, f"{verdict.message} {where}; {verdict.beyond}")
     if verdict.status is Support.OK:
-        return Check(name, Status.OK, f"{verdict.message} {where}")
+        return _says(Status.OK, f"{verdict.message} {where}")
     if verdict.status is Support.UNKNOWN:
         enforced = (
             f"; the container runtime enforces the image's {image.declared.requirement()} "
@@ -300,43 +300,39 @@ def _driver_vs_cuda(ctx: _Context) -> Check:
             if image.declared and image.declared.required
             else ""
         )
-        return Check(name, Status.WARN, f"{verdict.message}{enforced}")
+        return _says(Status.WARN, f"{verdict.message}{enforced}")
     datacenter = not any("geforce" in gpu.name.lower() for gpu in facts.gpus)
     forward = f"; forward compatibility: {FORWARD_COMPAT_RULE}" if datacenter else ""
     reason = verdict.message.replace(f"CUDA {cuda}", f"CUDA {cuda} {where}", 1) + forward
     if verdict.status is Support.MINOR_VERSION_COMPAT and image.allow_minor_version_compat:
-        return Check(name, Status.WARN, reason)
-    return Check(name, Status.FAIL, reason)
+        return _says(Status.WARN, reason)
+    return _says(Status.FAIL, reason)
 
 
-def _per_gpu(
-    ctx: _Context, name: str, judge: Callable[[GpuRecord], Check | None], ok_reason: str
-) -> Check:
+def _per_gpu(ctx: _Context, judge: Callable[[GpuRecord], Check | None], ok_reason: str) -> Check:
     """One check over all GPUs: the worst GPU decides, every bad GPU is named."""
     results = [judge(gpu) for gpu in ctx.facts.gpus]
     bad = [r for r in results if r is not None]
     if not bad:
-        return Check(name, Status.OK, ok_reason)
+        return _says(Status.OK, ok_reason)
     status = worst(bad)
     reasons = [r.reason for r in bad if r.status is status]
     if status is Status.NA and len(bad) < len(results):
-        return Check(name, Status.OK, ok_reason)
-    return Check(name, status, "; ".join(reasons))
+        return _says(Status.OK, ok_reason)
+    return _says(status, "; ".join(reasons))
 
 
 def _compute_capability(ctx: _Context) -> Check:
     image = ctx.image
     if image.cuda_build is None:
-        return Check(
-            "compute capability",
+        return _says(
             Status.NA,
             "the team image is a CPU build: its torch has no GPU kernels",
         )
 
     def judge(gpu: GpuRecord) -> Check | None:
         if gpu.compute_capability is None:
-            return Check(
-                "",
+            return _says(
                 Status.WARN,
                 f"{gpu.label()}: compute capability unknown (query it with "
                 f"--query-gpu=compute_cap)",
@@ -346,17 +342,16 @@ def _compute_capability(ctx: _Context) -> Check:
                 image.cuda_build or "", gpu.compute_capability, image.torch
             )
         except (CompatError, VersionError) as exc:
-            return Check("", Status.FAIL, f"cannot verify: {exc}")
+            return _says(Status.FAIL, f"cannot verify: {exc}")
         if verdict.status is ArchSupport.NATIVE and not verdict.beyond:
             return None
         status = Status.FAIL if verdict.status is ArchSupport.UNSUPPORTED else Status.WARN
         beyond = f"; {verdict.beyond}" if verdict.beyond else ""
-        return Check("", status, f"{gpu.label()}: {verdict.message}{beyond}")
+        return _says(status, f"{gpu.label()}: {verdict.message}{beyond}")
 
     ccs = sorted({gpu.compute_capability or "?" for gpu in ctx.facts.gpus})
     return _per_gpu(
         ctx,
-        "compute capability",
         judge,
         f"compute capability {', '.join(ccs)} in torch {image.torch} {image.cuda_build} wheels",
     )
@@ -366,11 +361,10 @@ def _gpu_count(ctx: _Context) -> Check:
     found = len(ctx.facts.gpus)
     wanted = ctx.expect.gpu_count
     if wanted is None:
-        return Check("gpu count", Status.OK, f"{found} GPU(s); the inventory sets no count")
+        return _says(Status.OK, f"{found} GPU(s); the inventory sets no count")
     if found == wanted:
-        return Check("gpu count", Status.OK, f"{found} GPU(s) as the inventory expects")
-    return Check(
-        "gpu count",
+        return _says(Status.OK, f"{found} GPU(s) as the inventory expects")
+    return _says(
         Status.FAIL,
         f"{found} GPU(s) found, the inventory expects {wanted}: check `nvidia-smi -L`, "
         f"`lspci | grep -i nvidia` and `dmesg | grep NVRM` for a GPU that fell off "
@@ -382,12 +376,11 @@ def _gpu_model(ctx: _Context) -> Check:
     wanted = ctx.expect.gpu_model
     names = sorted({gpu.name for gpu in ctx.facts.gpus})
     if wanted is None:
-        return Check("gpu model", Status.OK, f"{', '.join(names)}; the inventory sets no model")
+        return _says(Status.OK, f"{', '.join(names)}; the inventory sets no model")
     wrong = [gpu for gpu in ctx.facts.gpus if wanted.lower() not in gpu.name.lower()]
     if not wrong:
-        return Check("gpu model", Status.OK, f"{', '.join(names)} matches {wanted!r}")
-    return Check(
-        "gpu model",
+        return _says(Status.OK, f"{', '.join(names)} matches {wanted!r}")
+    return _says(
         Status.FAIL,
         f"{', '.join(gpu.label() for gpu in wrong)} does not match the inventory's "
         f"{wanted!r}: fix the inventory or check the hardware",
@@ -442,8 +435,7 @@ def _memory_health(ctx: _Context) -> Check:
         if gpu.remapped_rows_failure:
             faults.append("row remapping failed")
         if faults:
-            return Check(
-                "",
+            return _says(
                 Status.FAIL,
                 f"{gpu.label()}: {', '.join(faults)}: drain the host, reset the GPU "
                 f"(or reboot) so pending retirements/remaps apply, and replace the "
@@ -451,27 +443,24 @@ def _memory_health(ctx: _Context) -> Check:
             )
         denied = [f for f, m in gpu.markers.items() if "permission" in m.lower()]
         if denied:
-            return Check(
-                "",
+            return _says(
                 Status.WARN,
                 f"{gpu.label()}: not allowed to read {', '.join(sorted(denied))}: "
                 f"gather facts as root",
             )
         if gpu.ecc_enabled is None and gpu.ecc_uncorrected_volatile is None:
-            return Check("", Status.NA, f"{gpu.label()}: no ECC reporting on this GPU")
+            return _says(Status.NA, f"{gpu.label()}: no ECC reporting on this GPU")
         if gpu.ecc_enabled is False:
-            return Check(
-                "",
+            return _says(
                 Status.WARN,
                 f"{gpu.label()}: ECC is disabled, so memory errors go unreported: enable it "
                 f"(`nvidia-smi -e 1`, then reset the GPU) unless the capacity matters more",
             )
         unknown = _memory_unknowns(gpu)
-        return Check("", Status.WARN, unknown) if unknown else None
+        return _says(Status.WARN, unknown) if unknown else None
 
     return _per_gpu(
         ctx,
-        "gpu memory health",
         judge,
         "no uncorrected ECC errors, no pending page retirement or row remap",
     )
@@ -484,14 +473,12 @@ def _mig(ctx: _Context) -> Check:
             and gpu.mig_enabled is not None
             and gpu.mig_pending != gpu.mig_enabled
         ):
-            return Check(
-                "",
+            return _says(
                 Status.WARN,
                 f"{gpu.label()}: MIG mode change pending: reset the GPU to apply it",
             )
         if gpu.mig_enabled and not gpu.mig_devices:
-            return Check(
-                "",
+            return _says(
                 Status.WARN,
                 f"{gpu.label()}: MIG is enabled but no MIG devices exist, so CUDA "
                 f"sees no device: create instances or disable MIG",
@@ -499,15 +486,14 @@ def _mig(ctx: _Context) -> Check:
         return None
 
     migs = sum(len(gpu.mig_devices) for gpu in ctx.facts.gpus)
-    return _per_gpu(ctx, "mig", judge, f"{migs} MIG device(s)" if migs else "MIG not in use")
+    return _per_gpu(ctx, judge, f"{migs} MIG device(s)" if migs else "MIG not in use")
 
 
-def _toolkit(facts: HostFacts) -> Check:
-    name = "container toolkit"
+def _toolkit(ctx: _Context) -> Check:
+    facts = ctx.facts
     found = [v for v in (facts.nvidia_ctk_version, facts.nvidia_container_cli_version) if v]
     if not found:
-        return Check(
-            name,
+        return _says(
             Status.FAIL,
             "NVIDIA Container Toolkit not installed: `docker run --gpus` fails with "
             "'could not select device driver \"\" with capabilities: [[gpu]]'; "
@@ -517,36 +503,33 @@ def _toolkit(facts: HostFacts) -> Check:
         oldest = min(found, key=parse_version)
         findings = toolkit_findings(oldest)
     except VersionError as exc:
-        return Check(name, Status.FAIL, f"cannot read the toolkit version: {exc}")
+        return _says(Status.FAIL, f"cannot read the toolkit version: {exc}")
     if findings:
         cves = ", ".join(f"{a.cve} (fixed in {a.fixed_in})" for a in findings)
-        return Check(
-            name,
+        return _says(
             Status.FAIL,
             f"security: toolkit {oldest} < {TOOLKIT_MIN_SAFE} allows container escape "
             f"to the host: {cves}; upgrade nvidia-container-toolkit",
         )
-    return Check(name, Status.OK, f"toolkit {oldest} >= {TOOLKIT_MIN_SAFE}")
+    return _says(Status.OK, f"toolkit {oldest} >= {TOOLKIT_MIN_SAFE}")
 
 
-def _docker_runtime(facts: HostFacts) -> Check:
-    name = "docker gpu runtime"
+def _docker_runtime(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.docker_running is False:
-        return Check(name, Status.FAIL, "docker is not running: start it (systemctl start docker)")
+        return _says(Status.FAIL, "docker is not running: start it (systemctl start docker)")
     if facts.docker_running is None:
-        return Check(name, Status.WARN, "not gathered: docker info was not read")
+        return _says(Status.WARN, "not gathered: docker info was not read")
     if "nvidia" not in facts.docker_runtimes:
         known = ", ".join(facts.docker_runtimes) or "none"
         if "nvidia" in facts.daemon_json_runtimes:
-            return Check(
-                name,
+            return _says(
                 Status.FAIL,
                 f"/etc/docker/daemon.json names the 'nvidia' runtime but the running "
                 f"docker does not have it (runtimes: {known}): restart docker "
                 f"(restart required)",
             )
-        return Check(
-            name,
+        return _says(
             Status.FAIL,
             f"no 'nvidia' runtime in docker (runtimes: {known}): run "
             f"`nvidia-ctk runtime configure --runtime=docker` (it merges into "
@@ -554,36 +537,35 @@ def _docker_runtime(facts: HostFacts) -> Check:
         )
     default = facts.docker_default_runtime or "runc"
     cdi = f"{len(facts.cdi_specs)} CDI spec(s)" if facts.cdi_specs else "no CDI specs"
-    return Check(name, Status.OK, f"'nvidia' runtime configured (default: {default}; {cdi})")
+    return _says(Status.OK, f"'nvidia' runtime configured (default: {default}; {cdi})")
 
 
-def _cgroups(facts: HostFacts) -> Check:
+def _cgroups(ctx: _Context) -> Check:
+    facts = ctx.facts
     if facts.cgroup_version == 2:
-        return Check("cgroups", Status.OK, "cgroup v2")
+        return _says(Status.OK, "cgroup v2")
     if facts.cgroup_version == 1:
-        return Check(
-            "cgroups",
+        return _says(
             Status.WARN,
             "cgroup v1 (legacy): containers can lose GPU access after "
             "`systemctl daemon-reload` (NVIDIA/nvidia-container-toolkit#48)",
         )
-    return Check("cgroups", Status.WARN, "cgroup version not gathered")
+    return _says(Status.WARN, "cgroup version not gathered")
 
 
-def _workload(facts: HostFacts) -> Check:
-    name = "cuda workload"
+def _workload(ctx: _Context) -> Check:
+    facts = ctx.facts
     run = facts.workload
     if run is None:
-        return Check(
-            name,
+        return _says(
             Status.WARN,
             "not run: only a real CUDA operation in a container proves the stack "
             "(nvidia-smi alone can pass while /dev/nvidia-uvm is missing)",
         )
     if run.skipped:
-        return Check(name, Status.WARN, f"not run: {run.skipped}")
+        return _says(Status.WARN, f"not run: {run.skipped}")
     if run.error:
-        return Check(name, Status.FAIL, f"the workload container did not run: {run.error}")
+        return _says(Status.FAIL, f"the workload container did not run: {run.error}")
     cuda_failed = (
         f"; CUDA operation failed: {run.torch_error}"
         if run.torch_ok is False and run.torch_error
@@ -591,77 +573,68 @@ def _workload(facts: HostFacts) -> Check:
     )
     if run.nvidia_smi_rc != 0:
         said = f": {run.nvidia_smi_output.splitlines()[0]}" if run.nvidia_smi_output else ""
-        return Check(
-            name,
+        return _says(
             Status.FAIL,
             f"nvidia-smi failed in the container (exit status {run.nvidia_smi_rc}"
             f"{said}): the toolkit/runtime does not give the container the GPU"
             f"{cuda_failed}",
         )
     if run.torch_ok is None:
-        return Check(name, Status.WARN, "nvidia-smi ran in the container; torch matmul not run")
+        return _says(Status.WARN, "nvidia-smi ran in the container; torch matmul not run")
     if not run.torch_ok:
         error = f" ({run.torch_error})" if run.torch_error else ""
-        return Check(
-            name,
+        return _says(
             Status.FAIL,
             f"nvidia-smi passed in the container but the torch CUDA matmul failed"
             f"{error}: likely /dev/nvidia-uvm missing or not passed to the "
             f"container, or the wheel lacks this GPU's architecture",
         )
-    return Check(name, Status.OK, "nvidia-smi and a torch CUDA matmul ran in the container")
+    return _says(Status.OK, "nvidia-smi and a torch CUDA matmul ran in the container")
 
 
 # --- assembly ----------------------------------------------------------------------
 
-_GPU_CHECKS = (
-    "nvidia driver",
-    "kernel modules",
-    "driver packages held",
-    "device nodes",
-    "driver vs image CUDA",
-    "gpu count",
-    "gpu model",
-    "compute capability",
-    "gpu memory health",
-    "mig",
-    "container toolkit",
-    "docker gpu runtime",
-    "cgroups",
-    "cuda workload",
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    judge: Callable[[_Context], Check]
+    # Judges the GPUs themselves: fails outright where the host has none.
+    needs_gpus: bool = False
+
+
+GATES = (
+    Gate("nvidia driver", _driver),
+    Gate("kernel modules", _kernel_modules),
+    Gate("driver packages held", _packages_held),
+    Gate("device nodes", _device_nodes),
+    Gate("driver vs image CUDA", _driver_vs_image),
+    Gate("gpu count", _gpu_count, needs_gpus=True),
+    Gate("gpu model", _gpu_model, needs_gpus=True),
+    Gate("compute capability", _compute_capability, needs_gpus=True),
+    Gate("gpu memory health", _memory_health, needs_gpus=True),
+    Gate("mig", _mig, needs_gpus=True),
+    Gate("container toolkit", _toolkit),
+    Gate("docker gpu runtime", _docker_runtime),
+    Gate("cgroups", _cgroups),
+    Gate("cuda workload", _workload),
 )
 
 
 def verify_host(facts: HostFacts, expect: HostExpectations, image: ImagePin) -> list[Check]:
-    """Run every gate, in a fixed order, for one host."""
+    """Run every gate, in GATES' order, for one host."""
     missing = _no_gpu_reason(facts)
     if missing is not None and not expect.gpu_required:
         reason = f"no NVIDIA GPU ({missing}); allowed by the inventory"
-        return [Check(name, Status.NA, reason) for name in _GPU_CHECKS]
+        return [Check(gate.name, Status.NA, reason) for gate in GATES]
     ctx = _Context(facts, expect, image)
-    checks = [
-        _driver(facts),
-        _kernel_modules(facts),
-        _packages_held(facts),
-        _device_nodes(facts),
-        _driver_vs_image(ctx),
+    absent = f"the inventory requires a GPU but {missing}"
+    return [
+        Check(gate.name, Status.FAIL, absent)
+        if gate.needs_gpus and missing is not None
+        else replace(gate.judge(ctx), name=gate.name)
+        for gate in GATES
     ]
-    if missing is not None:
-        absent = f"the inventory requires a GPU but {missing}"
-        checks += [
-            Check(name, Status.FAIL, absent)
-            for name in ("gpu count", "gpu model", "compute capability", "gpu memory health", "mig")
-        ]
-    else:
-        checks += [
-            _gpu_count(ctx),
-            _gpu_model(ctx),
-            _compute_capability(ctx),
-            _memory_health(ctx),
-            _mig(ctx),
-        ]
-    checks += [_toolkit(facts), _docker_runtime(facts), _cgroups(facts), _workload(facts)]
-    return checks
 
 
 _SEVERITY = {Status.NA: 0, Status.OK: 1, Status.WARN: 2, Status.FAIL: 3}
@@ -670,10 +643,6 @@ _SEVERITY = {Status.NA: 0, Status.OK: 1, Status.WARN: 2, Status.FAIL: 3}
 def worst(checks: Iterable[Check]) -> Status:
     """The status that decides for the whole list (fail > warn > ok > n/a)."""
     return max((c.status for c in checks), key=_SEVERITY.__getitem__, default=Status.NA)
-
-
-def to_dicts(checks: Iterable[Check]) -> list[dict[str, str]]:
-    return [check.to_dict() for check in checks]
 
 
 def render_table(checks: Iterable[Check]) -> str:

@@ -61,12 +61,17 @@ def user_dir(data_root: str, user: str) -> str:
     return f"{data_root.rstrip('/')}/{user}"
 
 
+def user_secrets_dir(secrets_dir: str, user: str) -> str:
+    """The user's folder of credential files on the host (root's, readable by the user)."""
+    return f"{secrets_dir.rstrip('/')}/{user}"
+
+
 def token_file(secrets_dir: str, user: str) -> str:
-    return f"{secrets_dir.rstrip('/')}/{user}/jupyter-token"
+    return f"{user_secrets_dir(secrets_dir, user)}/jupyter-token"
 
 
 def password_hash_file(secrets_dir: str, user: str) -> str:
-    return f"{secrets_dir.rstrip('/')}/{user}/jupyter-password-hash"
+    return f"{user_secrets_dir(secrets_dir, user)}/jupyter-password-hash"
 
 
 def container_spec(

@@ -12,7 +12,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import image_build, labels, limits, rules, variables, workspace
+from gpuprov.core import host_facts, labels, limits, rollout, rules, variables, workspace
 from gpuprov.core.plan import WorkspacePlan
 
 
@@ -50,7 +50,7 @@ def container_spec(
     data_root: str,
     secrets_dir: str,
     default_shm: str,
-    ulimits: list[str],
+    ulimits: list[str] | None = None,
     log_options: dict[str, str] | None = None,
     host_names: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def container_spec(
         data_root,
         secrets_dir,
         default_shm,
-        tuple(ulimits),
+        workspace.ULIMITS if ulimits is None else tuple(ulimits),
         log_options,
         tuple(host_names or ()),
     )
@@ -86,6 +86,30 @@ def connect_summary(
     return workspace.connect_summary(user, host, host_address, plan, secrets_dir)
 
 
+def workload_skip(
+    gpu_present: bool,
+    enabled: bool,
+    docker_host: str,
+    docker_answers: bool,
+    image: str,
+    image_on_host: bool | None = None,
+    check_mode: bool = False,
+    pull: bool = True,
+    pull_error: str | None = None,
+) -> str:
+    return host_facts.workload_skip(
+        enabled=enabled,
+        gpu_present=gpu_present,
+        docker_host=docker_host,
+        docker_answers=docker_answers,
+        image=image,
+        image_on_host=image_on_host,
+        check_mode=check_mode,
+        pull=pull,
+        pull_error=pull_error,
+    )
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -94,9 +118,15 @@ class FilterModule:
             "gpuprov_label": labels.label_for,
             "gpuprov_container_spec": container_spec,
             "gpuprov_workspace_network": workspace.network_name,
+            "gpuprov_user_dir": workspace.user_dir,
+            "gpuprov_user_secrets_dir": workspace.user_secrets_dir,
+            "gpuprov_token_file": workspace.token_file,
+            "gpuprov_password_hash_file": workspace.password_hash_file,
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,
+            "gpuprov_workload_skip": workload_skip,
+            "gpuprov_rollout_moves": rollout.moves,
+            "gpuprov_rollout_plan": rollout.plan_message,
+            "gpuprov_rollout_stopped": rollout.stop_message,
             "gpuprov_connect_summary": connect_summary,
-            "gpuprov_image_requirements": image_build.requirements,
-            "gpuprov_image_labels": image_build.labels,
         }

@@ -7,12 +7,10 @@ from typing import Any
 from gpuprov.core import image_build, image_pin
 
 
-def base_problem(base: str, local: bool) -> str:
-    return image_build.check_base(base, bool(local)) or ""
-
-
-def manager_problem(manager: str, channels: list[str]) -> str:
-    return image_build.check_package_manager(manager, channels) or ""
+def archive_source(chosen: str, hostvars: Any, batch: list[str]) -> str:
+    """The host that saves the archive for the batch's archive-fed hosts."""
+    transfers = {host: hostvars[host].get("team_image_host_transfer", "") for host in batch}
+    return image_pin.archive_source(chosen, transfers)
 
 
 def pin(image: dict[str, Any], reference: str) -> dict[str, Any]:
@@ -26,11 +24,13 @@ def pin_yaml(value: dict[str, Any], comment: str | None = None) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "gpuprov_image_base_problem": base_problem,
-            "gpuprov_image_manager_problem": manager_problem,
+            "gpuprov_image_build_problem": image_build.build_problem,
+            "gpuprov_image_archive_source": archive_source,
             "gpuprov_image_torch_index": image_build.torch_index,
             "gpuprov_image_build_requirements": image_build.requirements,
             "gpuprov_image_build_labels": image_build.labels,
             "gpuprov_image_pin": pin,
             "gpuprov_image_pin_yaml": pin_yaml,
+            "gpuprov_pulled_reference": image_pin.pulled_reference,
+            "gpuprov_pull_failure": image_pin.pull_failure,
         }

@@ -9,6 +9,7 @@ import pkgutil
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov import inspector
 from ansible.module_utils.gpuprov.core import audit, image_pin
+from ansible.module_utils.gpuprov.core.variables import DEFAULTS
 
 DOCUMENTATION = r"""
 module: gpuprov_audit
@@ -30,9 +31,9 @@ options:
     type: dict
     required: true
   docker_host:
-    description: Docker daemon address.
+    description: The Docker daemon's address; when left out, gpuprov_docker_host's default
+      (the local socket).
     type: str
-    default: unix:///var/run/docker.sock
 author: gpuprov
 """
 
@@ -65,7 +66,7 @@ def main() -> None:
         argument_spec={
             "image": {"type": "str", "required": True},
             "pin": {"type": "dict", "required": True},
-            "docker_host": {"type": "str", "default": "unix:///var/run/docker.sock"},
+            "docker_host": {"type": "str", "default": DEFAULTS["gpuprov_docker_host"]},
         },
         supports_check_mode=True,
     )

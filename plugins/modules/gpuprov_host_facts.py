@@ -9,7 +9,6 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov.core import host_facts
-from ansible.module_utils.gpuprov.core.nvidia import HELP_QUERY_GPU
 
 DOCUMENTATION = r"""
 module: gpuprov_host_facts
@@ -57,8 +56,6 @@ gpu_present:
 
 MODPROBE_DIRS = ("/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
-DPKG_FORMAT = "--showformat=${Package} ${db:Status-Abbrev}\n"
-DPKG_PATTERNS = ("nvidia-*", "libnvidia-*", "cuda-drivers*")
 
 
 def run(module: AnsibleModule, name: str, *args: str) -> dict:
@@ -142,16 +139,9 @@ def kernel_module_files(release: str) -> list[str] | None:
 
 def gather(module: AnsibleModule) -> dict:
     release = os.uname().release
-    offered = run(module, *HELP_QUERY_GPU)
-    raw = {
-        "nvidia_smi_help": offered,
-        "nvidia_smi_query": run(module, *host_facts.gpu_query_command(offered)),
-        "nvidia_smi_version": run(module, "nvidia-smi", "--version"),
-        "nvidia_smi_list": run(module, "nvidia-smi", "-L"),
-        "nvidia_ctk_version": run(module, "nvidia-ctk", "--version"),
-        "nvidia_container_cli_version": run(module, "nvidia-container-cli", "--version"),
-        "dpkg_driver_packages": run(module, "dpkg-query", "-W", DPKG_FORMAT, *DPKG_PATTERNS),
-        "apt_showhold": run(module, "apt-mark", "showhold"),
+    raw: dict = {key: run(module, *argv) for key, argv in host_facts.COMMANDS.items()}
+    raw["nvidia_smi_query"] = run(module, *host_facts.gpu_query_command(raw["nvidia_smi_help"]))
+    raw |= {
         "proc_modules": read("/proc/modules"),
         "modprobe_d": modprobe_files(),
         "secure_boot_efivar": secure_boot_efivar(),
@@ -165,7 +155,7 @@ def gather(module: AnsibleModule) -> dict:
     }
     # Drivers before --version existed print their version only in the plain table.
     if host_facts.needs_plain_header(raw):
-        raw["nvidia_smi_plain"] = run(module, "nvidia-smi")
+        raw["nvidia_smi_plain"] = run(module, *host_facts.PLAIN_COMMAND)
     return raw
 
 

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov.core import host_facts
-from ansible.module_utils.gpuprov.core.cuda_env import image_cuda
-from ansible.module_utils.gpuprov.core.image_pin import image_environment
 from ansible.module_utils.gpuprov.core.verify import render_table, verify_host, worst
 
 DOCUMENTATION = r"""
@@ -33,8 +29,14 @@ options:
     description: Docker's C(host_info) (community.docker.docker_host_info); omit when Docker did
       not answer.
     type: dict
-  workload:
-    description: The workload probe, C({started, error, output}); omit when it was not run.
+  workload_skipped:
+    description: Why the workload container did not run (gpuprov_workload_skip's answer); empty
+      when it ran.
+    type: str
+    default: ""
+  probe:
+    description: The workload container's result as community.docker.docker_container
+      registers it; omit when it did not run.
     type: dict
   gpu:
     description: The host's C(gpuprov_gpu) (required, count, model, shared).
@@ -103,7 +105,8 @@ def main() -> None:
             "host": {"type": "str", "required": True},
             "raw": {"type": "dict", "required": True},
             "docker_info": {"type": "dict"},
-            "workload": {"type": "dict"},
+            "workload_skipped": {"type": "str", "default": ""},
+            "probe": {"type": "dict"},
             "gpu": {"type": "dict", "default": {}},
             "promises": {"type": "dict", "required": True},
             "image": {"type": "dict", "default": {}},
@@ -113,15 +116,14 @@ def main() -> None:
     )
     params = module.params
     try:
-        pin = host_facts.image_pin(params["promises"], params["allow_minor_version_compat"])
-    except KeyError as error:
-        module.fail_json(
-            msg=f"gpuprov_image.promises lacks {error}: pin the image's versions "
-            "in group_vars (see docs/verify.md)"
+        pin = host_facts.gate_pin(
+            params["promises"], params["allow_minor_version_compat"], params["image"]
         )
-    pin = replace(pin, declared=image_cuda(image_environment(params["image"])))
+    except host_facts.PromisesError as error:
+        module.fail_json(msg=str(error))
     expect = host_facts.expectations(params["gpu"])
-    facts = host_facts.host_facts(params["raw"], params["docker_info"], params["workload"])
+    probe = host_facts.probe_result(params["workload_skipped"], params["probe"])
+    facts = host_facts.host_facts(params["raw"], params["docker_info"], probe)
     checks = verify_host(facts, expect, pin)
     failed = host_facts.failures(checks)
     module.exit_json(

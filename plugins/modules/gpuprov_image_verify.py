@@ -8,6 +8,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuprov.core import image_pin
+from ansible.module_utils.gpuprov.core.variables import DEFAULTS
 
 DOCUMENTATION = r"""
 module: gpuprov_image_verify
@@ -48,9 +49,9 @@ options:
     description: Size in bytes of the archive to load; the room needed is derived from it.
     type: int
   docker_host:
-    description: Docker daemon address, e.g. unix:///var/run/docker.sock.
+    description: The Docker daemon's address; when left out, gpuprov_docker_host's default
+      (the local socket).
     type: str
-    default: unix:///var/run/docker.sock
 author: gpuprov
 """
 
@@ -91,7 +92,7 @@ def main() -> None:
             "phase": {"type": "str", "default": "after", "choices": ["before", "after"]},
             "min_free": {"type": "str", "default": "20g"},
             "archive_size": {"type": "int"},
-            "docker_host": {"type": "str", "default": "unix:///var/run/docker.sock"},
+            "docker_host": {"type": "str", "default": DEFAULTS["gpuprov_docker_host"]},
         },
         supports_check_mode=True,
     )

@@ -8,6 +8,7 @@ import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gpuprov.core.sockets import TABLES, listening_sockets
 from ansible.module_utils.gpuprov.core.workspace import port_in_use_message, ports_to_probe
 
 DOCUMENTATION = r"""
@@ -65,21 +66,13 @@ def in_use(address: str, port: int) -> bool:
 
 def holder(port: int) -> str:
     """'process NAME (pid N)' listening on the port, when /proc tells; else ''."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    inodes: set[str] = set()
+    for table in TABLES:
         try:
             with open(table, encoding="ascii") as handle:
-                rows = handle.read().splitlines()[1:]
+                inodes |= listening_sockets(handle.read(), port)
         except OSError:
             continue
-        for row in rows:
-            fields = row.split()
-            if (
-                len(fields) > 9
-                and fields[3] == "0A"
-                and int(fields[1].rsplit(":", 1)[1], 16) == port
-            ):
-                inodes.add(f"socket:[{fields[9]}]")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")

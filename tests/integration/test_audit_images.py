@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.layouts import conda_pkg, conda_prefix, conda_torch, pip_dist, pip_torch, venv
+from support.pins import CUDA_126
 
 from gpuprov.core import image_build
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_inspector import conda_pkg, conda_prefix, conda_torch, pip_dist, pip_torch, venv
-
 ROOT = Path(__file__).resolve().parents[2]
-PROMISES = {
-    "python": "3.11",
-    "torch": "2.7.1",
-    "torchvision": "0.22.1",
-    "torchaudio": "2.7.1",
-    "cuda": "12.6",
-    "cudnn": "9.5.1.17",
-}
+PROMISES = CUDA_126
 
 
 def pin_inventory(tmp_path: Path, promises: dict = PROMISES) -> Path:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.pins import CPU
 from testbed import TestBed
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
-PROMISES = {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none", "cudnn": "none"}
+PROMISES = CPU
 
 
 def playbook(

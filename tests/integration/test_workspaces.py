@@ -536,9 +536,12 @@ def test_ssh_forwarding_is_refused_by_default_and_allowed_when_the_user_asks(tea
 
 
 def test_sshd_refuses_keys_another_account_could_write(team, testbed):
-    """StrictModes: a group-writable authorized_keys is refused, the right modes log in."""
+    """StrictModes: a world-writable authorized_keys is refused, the right modes log in.
+
+    World-write, not group-write: Debian's sshd accepts a group-writable file whose
+    group has the owner as its only member (a user-private group), which bob's is."""
     keys = "docker exec gpuprov-bob-ssh chmod {} /gpuprov/ssh/authorized_keys"
-    on_host(testbed, "h100", keys.format("g+w"))
+    on_host(testbed, "h100", keys.format("o+w"))
     try:
         refused = workspace_ssh(testbed, team, "h100", "bob", "bob", "id -u")
     finally:

@@ -4,6 +4,7 @@ test_inspector.py)."""
 import json
 
 import pytest
+from support.pins import CUDA_126
 
 from gpuprov.core.audit import (
     IMAGE_LABELS,
@@ -47,14 +48,7 @@ def family(torch="2.7.1+cu126", vision="0.22.1+cu126", audio="2.7.1+cu126"):
     ]
 
 
-PROMISES = {
-    "python": "3.11",
-    "torch": "2.7.1",
-    "torchvision": "0.22.1",
-    "torchaudio": "2.7.1",
-    "cuda": "12.6",
-    "cudnn": "9.5.1.17",
-}
+PROMISES = CUDA_126
 PIN = {
     "reference": "registry.local/team/torch",
     "digest": "sha256:" + "b" * 64,

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
+from support.captures import H100, L40S, MIG, first_section, section
 
 from gpuprov.core import host_facts as hf
 from gpuprov.core.cuda_env import ImageCuda
 from gpuprov.core.nvidia import DriverState
 from gpuprov.core.verify import HostExpectations, Status, verify_host
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
-BAR = "#" * 80
-H100 = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
-MIG = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
 MISSING = {"rc": None, "out": "nvidia-smi: command not found"}
 
 
@@ -24,28 +20,9 @@ def ok(out: str) -> dict:
     return {"rc": 0, "out": out}
 
 
-def sections(path: Path) -> list[tuple[str, str]]:
-    """(command, body) for each `# $ nvidia-smi ...` section of a capture (first = idle)."""
-    lines = path.read_text().splitlines()
-    starts = [
-        i
-        for i in range(len(lines) - 3)
-        if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR
-    ]
-    found = []
-    for n, start in enumerate(starts):
-        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        found.append((lines[start + 2][4:].strip(), "\n".join(lines[start + 4 : end])))
-    return found
-
-
-def section(path: Path, command: str) -> list[str]:
-    return [body for cmd, body in sections(path) if cmd == command]
-
-
 def query_rows(path) -> str:
     """The capture's full --query-gpu table (with header: the parser takes its columns)."""
-    return next(body for cmd, body in sections(path) if cmd.startswith("nvidia-smi --query-gpu"))
+    return first_section(path, "nvidia-smi --query-gpu")
 
 
 def raw_host(path=H100, **overrides) -> dict:
@@ -250,7 +227,7 @@ def test_unheld_and_missing_driver_packages() -> None:
     )
     assert run_installer.driver_packages_installed == ()
     check = verify_host(
-        run_installer, HostExpectations(), hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+        run_installer, HostExpectations(), hf.gate_pin({"torch": "2.7.1", "cuda": "12.6"})
     )
     held = next(c for c in check if c.name == "driver packages held")
     assert held.status is Status.WARN and "no NVIDIA driver package installed by apt" in held.reason
@@ -268,7 +245,7 @@ def test_configured_but_not_restarted_runtime_says_restart() -> None:
     checks = {
         c.name: c
         for c in verify_host(
-            facts, HostExpectations(), hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+            facts, HostExpectations(), hf.gate_pin({"torch": "2.7.1", "cuda": "12.6"})
         )
     }
     assert checks["docker gpu runtime"].status is Status.FAIL
@@ -299,7 +276,7 @@ def test_workload_probe_results() -> None:
 
 
 def test_workload_gate_states_the_cuda_failure() -> None:
-    pin = hf.image_pin({"torch": "2.7.1", "cuda": "12.6"})
+    pin = hf.gate_pin({"torch": "2.7.1", "cuda": "12.6"})
     line = json.dumps(
         {
             "gpuprov_workload": 1,
@@ -327,7 +304,7 @@ def test_workload_gate_states_the_cuda_failure() -> None:
     ],
 )
 def test_image_pin_from_promises(promises, cuda, build, torch) -> None:
-    pin = hf.image_pin(promises)
+    pin = hf.gate_pin(promises)
     assert (pin.cuda, pin.cuda_build, pin.torch) == (cuda, build, torch)
 
 
@@ -336,7 +313,7 @@ def test_cpu_image_on_a_gpu_host_skips_the_cuda_gates() -> None:
     checks = {
         c.name: c
         for c in verify_host(
-            facts, HostExpectations(), hf.image_pin({"torch": "2.13.0+cpu", "cuda": "none"})
+            facts, HostExpectations(), hf.gate_pin({"torch": "2.13.0+cpu", "cuda": "none"})
         )
     }
     assert checks["driver vs image CUDA"].status is Status.NA
@@ -348,7 +325,7 @@ def test_report_is_deterministic_and_names_failures() -> None:
     expect = hf.expectations({"required": True, "count": 2, "model": "H100"})
     promises = {"torch": "2.7.1", "cuda": "12.6"}
     pin = dataclasses.replace(
-        hf.image_pin(promises), declared=ImageCuda(version="12.6.3", required="12.6")
+        hf.gate_pin(promises), declared=ImageCuda(version="12.6.3", required="12.6")
     )
     checks = verify_host(facts, expect, pin)
     report = hf.report("gpu1", checks, facts, pin, promises, expect)
@@ -364,9 +341,6 @@ def test_report_is_deterministic_and_names_failures() -> None:
     assert message.startswith(f"gpu1: {len(report['failed'])} check(s) failed:")
     assert "- gpu count: 1 GPU(s) found, the inventory expects 2" in message
     json.dumps(report)
-
-
-L40S = FIXTURES / "captures" / "linux-x86_64__nvidia-l40s__595.80.txt"
 
 
 def test_the_query_asks_for_what_the_drivers_help_offers() -> None:
@@ -385,3 +359,50 @@ def test_a_query_with_kmd_version_reads_the_driver() -> None:
     facts = hf.host_facts(raw_host(L40S), DOCKER)
     assert facts.driver_version == "595.80"
     assert facts.gpus[0].driver_version == "595.80"
+
+
+SKIP = {
+    "enabled": True,
+    "gpu_present": True,
+    "docker_host": "unix:///var/run/docker.sock",
+    "docker_answers": True,
+    "image": "registry.test:5000/team/pytorch@sha256:" + "ab" * 32,
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({}, ""),
+        ({"enabled": False}, "disabled by host_verify_workload: false"),
+        ({"gpu_present": False}, "no GPU answered nvidia-smi on the host"),
+        ({"docker_answers": False}, "Docker does not answer at unix:///var/run/docker.sock"),
+        ({"image": " "}, "the team image is built on the hosts and has no digest"),
+        ({"image_on_host": True}, ""),
+        ({"image_on_host": False}, ""),  # pulled
+        ({"image_on_host": False, "check_mode": True}, "is not on the host and check mode does"),
+        ({"image_on_host": False, "pull": False}, "and host_verify_pull_image is false"),
+        ({"image_on_host": False, "pull_error": "manifest unknown"}, "failed: manifest unknown"),
+        ({"image_on_host": False, "pull_error": ""}, "pulling it failed: unknown error"),
+    ],
+)
+def test_workload_skip_says_why_the_workload_does_not_run(given, says):
+    said = hf.workload_skip(**{**SKIP, **given})
+    assert (said == "") if says == "" else (says in said), said
+
+
+def test_probe_result_reads_what_docker_container_registered():
+    assert hf.probe_result("no GPU", {"skipped": True}) == {"skipped": "no GPU"}
+    ran = hf.probe_result("", {"status": 0, "container": {"Output": "out"}})
+    assert ran == {"started": True, "error": "", "output": "out"}
+    failed = hf.probe_result("", {"failed": True, "msg": "could not select device driver"})
+    assert failed == {"started": False, "error": "could not select device driver", "output": ""}
+
+
+def test_gate_pin_takes_the_cuda_the_image_declares():
+    image = {"Config": {"Env": ["CUDA_VERSION=12.8.1", "NVIDIA_REQUIRE_CUDA=cuda>=12.8"]}}
+    pin = hf.gate_pin({"torch": "2.7.1", "cuda": "12.6"}, image=image)
+    assert pin.declared is not None and pin.declared.version == "12.8.1"
+    assert hf.gate_pin({"torch": "2.7.1", "cuda": "12.6"}).cuda_build == "cu126"
+    with pytest.raises(hf.PromisesError, match="lacks 'torch'"):
+        hf.gate_pin({"cuda": "12.6"})

@@ -20,7 +20,8 @@ PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 def render(tmp_path: Path, *extra: str) -> str:
     if not PLAYBOOK.exists() and shutil.which("ansible-playbook") is None:
         pytest.skip("ansible-playbook is not installed")
-    dest = tmp_path / "Dockerfile"
+    context = tmp_path / "context"
+    context.mkdir()
     done = subprocess.run(
         [
             str(PLAYBOOK) if PLAYBOOK.exists() else "ansible-playbook",
@@ -30,7 +31,7 @@ def render(tmp_path: Path, *extra: str) -> str:
             "-e",
             f"@{GOLDEN / 'cuda-pin.yml'}",
             "-e",
-            f"render_dest={dest}",
+            f"render_dir={context}",
             *extra,
         ],
         cwd=ROOT,
@@ -41,7 +42,7 @@ def render(tmp_path: Path, *extra: str) -> str:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return dest.read_text()
+    return (context / "Dockerfile").read_text()
 
 
 # --- lint: the rules the team image's Dockerfile must keep ------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from support.pins import CPU
 
 from gpuprov.core import image_build, image_pin
 from gpuprov.core.audit import IMAGE_LABELS
@@ -11,7 +12,7 @@ from gpuprov.core.audit import IMAGE_LABELS
 DIGEST = "sha256:" + "d" * 64
 OTHER = "sha256:" + "e" * 64
 IMAGE_ID = "sha256:" + "1" * 64
-PROMISES = {"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none", "cudnn": "none"}
+PROMISES = CPU
 PIN = {
     "reference": "10.212.0.1:5000/team/pytorch",
     "digest": DIGEST,
@@ -205,3 +206,50 @@ def test_build_labels_name_the_inputs_and_unknown_inputs_are_refused():
     assert labels[IMAGE_LABELS["torch"]] == "2.13.0+cpu"
     with pytest.raises(image_build.BuildInputError):
         image_build.labels(PROMISES, "pip", {"colour": "blue"})
+
+
+def test_pulled_reference_is_reference_at_digest_or_nothing_for_a_build():
+    digest = "sha256:" + "ab" * 32
+    pin = {"reference": "registry.test:5000/team/pytorch", "digest": digest}
+    assert image_pin.pulled_reference(pin) == f"registry.test:5000/team/pytorch@{digest}"
+    assert image_pin.pulled_reference({"reference": "registry.test:5000/team/pytorch"}) == ""
+
+
+def test_pull_failure_says_what_each_error_means_and_names_the_registry():
+    digest = "sha256:" + "ab" * 32
+    pin = {"reference": "registry.test:5000/team/pytorch", "digest": digest}
+    said = image_pin.pull_failure(pin, "manifest unknown")
+    assert said.startswith(f"could not pull registry.test:5000/team/pytorch@{digest}: manifest")
+    assert "cannot reach registry.test:5000 (set team_image_transfer: archive" in said
+    assert "unknown error" in image_pin.pull_failure(pin, "")
+
+
+def test_archive_source_is_the_chosen_host_else_the_first_that_pulls():
+    transfers = {"gpu1": "archive", "gpu2": "registry", "gpu3": "registry"}
+    assert image_pin.archive_source("", transfers) == "gpu2"
+    assert image_pin.archive_source("builder", transfers) == "builder"
+    assert image_pin.archive_source("", {"gpu1": "archive"}) == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({}, ""),
+        ({"base_on_host": False}, "team_image_base_local is true but localhost/base is not on"),
+        ({"local": False}, "is not pinned by digest"),
+        ({"package_manager": "mamba"}, "team_image_package_manager is 'mamba'"),
+        ({"package_manager": "conda"}, "team_image_micromamba_sha256 is empty"),
+        ({"package_manager": "conda", "micromamba_sha256": "ab" * 32}, ""),
+    ],
+)
+def test_build_problem_says_why_a_build_may_not_start(given, says):
+    inputs = {
+        "base": "localhost/base",
+        "local": True,
+        "base_on_host": True,
+        "package_manager": "pip",
+        "conda_channels": ["conda-forge"],
+        "micromamba_sha256": "",
+    }
+    said = image_build.build_problem(**{**inputs, **given})
+    assert (said == "") if says == "" else (says in said), said

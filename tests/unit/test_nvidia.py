@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support.captures import CAPTURES, DRIVER_610, FIXTURES, section, sections
 
 from gpuprov.core.nvidia import (
     NOT_OFFERED,
@@ -21,31 +22,6 @@ from gpuprov.core.nvidia import (
     query_fields,
     query_gpu_command,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
-CAPTURES = sorted((FIXTURES / "captures").glob("*.txt"))
-DRIVER_610 = FIXTURES / "driver-610"
-BAR = "#" * 80
-
-
-def sections(path: Path) -> list[tuple[str, str]]:
-    """(command, body) for each `# $ nvidia-smi ...` section of a capture."""
-    lines = path.read_text().splitlines()
-    starts = [
-        i
-        for i in range(len(lines) - 3)
-        if lines[i] == BAR and lines[i + 2].startswith("# $ ") and lines[i + 3] == BAR
-    ]
-    found = []
-    for n, start in enumerate(starts):
-        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        command = lines[start + 2][len("# $ ") :].strip()
-        found.append((command, "\n".join(lines[start + 4 : end])))
-    return found
-
-
-def section(path: Path, command: str) -> list[str]:
-    return [body for cmd, body in sections(path) if cmd == command]
 
 
 def query_gpu_sections(path: Path) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+
+from support.captures import FIXTURES, H100, MIG, RTX_4080, first_section
 
 from gpuprov.core.nvidia import (
     DriverState,
@@ -20,32 +21,17 @@ from gpuprov.core.verify import (
     Status,
     Workload,
     render_table,
-    to_dicts,
     verify_host,
     worst,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
-H100 = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
 
 IMAGE = ImagePin(cuda="12.6", torch="2.7.1", cuda_build="cu126")
 EXPECT = HostExpectations(gpu_required=True, gpu_count=1, gpu_model="H100")
 
 
-def _capture_section(command_prefix: str) -> str:
-    lines = H100.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"# $ {command_prefix}"))
-    body = []
-    for line in lines[start + 2 :]:
-        if line.startswith("####"):
-            break
-        body.append(line)
-    return "\n".join(body)
-
-
 def healthy_h100() -> HostFacts:
-    info = parse_driver_info(_capture_section("nvidia-smi --version"))
-    gpus = tuple(parse_query_gpu(_capture_section("nvidia-smi --query-gpu=")))
+    info = parse_driver_info(first_section(H100, "nvidia-smi --version"))
+    gpus = tuple(parse_query_gpu(first_section(H100, "nvidia-smi --query-gpu=")))
     return HostFacts(
         driver=classify_failure(0, "GPU 0: NVIDIA H100 80GB HBM3"),
         driver_version=info.driver_version,
@@ -200,7 +186,7 @@ def test_pending_row_remap_and_page_retirement_fail():
 
 
 def test_geforce_without_ecc_reports_memory_health_not_applicable():
-    capture = FIXTURES / "captures" / "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05.txt"
+    capture = RTX_4080
     lines = capture.read_text().splitlines()
     query = "# $ nvidia-smi --query-gpu="
     start = next(i for i, line in enumerate(lines) if line.startswith(query))
@@ -351,7 +337,7 @@ def test_blackwell_gpu_on_cu126_image_fails_compute_capability():
 
 
 def test_gpu_from_a_driver_without_compute_cap_warns():
-    header, row = _capture_section("nvidia-smi --query-gpu=").splitlines()[:2]
+    header, row = first_section(H100, "nvidia-smi --query-gpu=").splitlines()[:2]
     cells = [list(map(str.strip, line.split(","))) for line in (header, row)]
     keep = [i for i, name in enumerate(cells[0]) if name != "compute_cap"]
     text = "\n".join(", ".join(line[i] for i in keep) for line in cells)
@@ -380,7 +366,7 @@ def test_render_table_and_dicts():
     assert table[0].split() == ["CHECK", "STATUS", "REASON"]
     assert table[1] == "nvidia driver      ok      driver 590.48.01"
     assert table[2] == "container toolkit  fail    security: old"
-    assert json.loads(json.dumps(to_dicts(checks)))[1] == {
+    assert json.loads(json.dumps([c.to_dict() for c in checks]))[1] == {
         "name": "container toolkit",
         "status": "fail",
         "reason": "security: old",
@@ -396,7 +382,7 @@ def test_worst_orders_fail_over_warn_over_ok_over_na():
 
 # --- what could not be read, and releases newer than the tables -------------------
 
-MIG_CAPTURE = FIXTURES / "captures" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
+MIG_CAPTURE = MIG
 
 
 def test_mig_h100_memory_health_is_unknown_not_ok():
