@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from . import image_ref
 from .labels import PACKAGE_MANAGER_LABEL, label_for
 from .torch_matrix import CPU_BUILD, TORCH_FAMILY, build_for_cuda_version, no_cuda
+from .user_layer import layer_name
 
 PACKAGE_MANAGERS = ("pip", "conda")
 # Build inputs: what a person needs to rebuild the same image.
@@ -34,6 +35,15 @@ def cuda_build(promises: Mapping[str, object]) -> str:
     """The wheel build the pin asks for: 'cpu' or 'cu126'."""
     cuda = promises.get("cuda")
     return CPU_BUILD if no_cuda(cuda) else build_for_cuda_version(str(cuda))
+
+
+def user_layer(promises: Mapping[str, object]) -> str:
+    """The users' package layer the pinned image keeps (user_layer.layer_name), as its
+    build will name it from what it installs."""
+    torch = promises.get("torch")
+    return layer_name(
+        str(promises.get("python", "")), str(torch) if torch else None, cuda_build(promises)
+    )
 
 
 def torch_index(promises: Mapping[str, object], base_url: str = PYTORCH_INDEX) -> str:

@@ -12,7 +12,16 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import host_facts, labels, limits, rollout, rules, variables, workspace
+from gpuprov.core import (
+    host_facts,
+    labels,
+    limits,
+    rollout,
+    rules,
+    user_layer,
+    variables,
+    workspace,
+)
 from gpuprov.core.plan import WorkspacePlan
 
 
@@ -129,4 +138,5 @@ class FilterModule:
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
             "gpuprov_connect_summary": connect_summary,
+            "gpuprov_layer_note": user_layer.reinstall_note,
         }

@@ -27,6 +27,8 @@ class FilterModule:
             "gpuprov_image_build_problem": image_build.build_problem,
             "gpuprov_image_archive_source": archive_source,
             "gpuprov_image_torch_index": image_build.torch_index,
+            "gpuprov_image_cuda_build": image_build.cuda_build,
+            "gpuprov_image_user_layer": image_build.user_layer,
             "gpuprov_image_build_requirements": image_build.requirements,
             "gpuprov_image_build_labels": image_build.labels,
             "gpuprov_image_pin": pin,

@@ -13,6 +13,7 @@ a later `make run` does not rebuild it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.wheels import make_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = Path("/var/run/docker.sock")
@@ -120,28 +122,20 @@ def test_the_token_never_appears_in_the_output(site_run):
     assert token not in inspect.stdout, "the token is visible in docker inspect"
 
 
+def demo_ssh(command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``command`` in the demo's SSH workspace, logged in with this machine's key."""
+    return subprocess.run(
+        ["ssh", "-p", SSH_PORT, "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+         "demo@127.0.0.1", command],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def test_ssh_login_with_the_users_key_lands_files_on_the_volume(site_run):
     marker = f"written-by-test-{os.getpid()}"
-    login = subprocess.run(
-        [
-            "ssh",
-            "-p",
-            SSH_PORT,
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "demo@127.0.0.1",
-            f"id && touch ~/{marker} && "
-            "python -c 'import torch; print(torch.ones(3).sum().item())'",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    login = demo_ssh(
+        f"id && touch ~/{marker} && python -c 'import torch; print(torch.ones(3).sum().item())'"
     )
     assert login.returncode == 0, login.stderr
     assert "uid=1500(demo)" in login.stdout
@@ -151,6 +145,88 @@ def test_ssh_login_with_the_users_key_lands_files_on_the_volume(site_run):
         assert written.stat().st_uid == 1500
     finally:
         written.unlink(missing_ok=True)
+
+
+LAYERS = HOME_DIR / ".local/gpuprov"
+LAYER = LAYERS / "py3.11-torch2.13.0-cpu"
+OLD_LAYER = LAYERS / "py3.11-torch2.12.0-cpu"  # as an earlier pin would have named it
+EXTRA = "gpuprov-demo-extra"
+WHERE = "python -c 'import gpuprov_demo_extra as x, torch; print(x.__file__, torch.__file__)'"
+
+
+@pytest.fixture
+def wheels() -> Iterator[Path]:
+    """A pure-Python wheel in the demo's home (no index is reachable from a workspace);
+    what the test installed is removed after it, the user's other files stay."""
+    layers_before = LAYERS.exists()
+    directory = HOME_DIR / f"test-wheels-{os.getpid()}"
+    make_wheel(directory, EXTRA, "0.1")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(OLD_LAYER, ignore_errors=True)
+        demo_ssh(f"pip uninstall -y -q {EXTRA}")
+        if not layers_before:
+            shutil.rmtree(LAYERS, ignore_errors=True)
+
+
+def test_users_add_packages_with_pip_into_their_layer(site_run, wheels):
+    """pip as the user types it: into the layer on the home volume, importable beside the
+    team's torch over SSH and in Jupyter, kept across re-creation, one layer per image."""
+    installed = demo_ssh(
+        f"pip install -q --no-cache-dir --no-index --find-links ~/{wheels.name} {EXTRA} && {WHERE}"
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    extra, torch = installed.stdout.split()
+    assert extra.startswith(f"/home/demo/{LAYER.relative_to(HOME_DIR)}/lib/python3.11/"), extra
+    assert torch.startswith("/opt/venv/"), torch
+    assert (LAYER / "lib/python3.11/site-packages/gpuprov_demo_extra").is_dir()
+    # The notebook side: the Jupyter container reads the same layer.
+    notebook = docker("exec", "gpuprov-demo-jupyter", "python", "-c", "import gpuprov_demo_extra")
+    assert notebook.returncode == 0, notebook.stderr
+    # Recreated on another image: its layer has another name, so the packages the user
+    # installed under the old one stay on disk, off the path, and the summary lists them.
+    LAYER.rename(OLD_LAYER)
+    docker("rm", "--force", "gpuprov-demo-ssh")
+    again = playbook()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert f"installed for another image ({OLD_LAYER.name}): gpuprov_demo_extra" in again.stdout
+    gone = demo_ssh(WHERE)
+    assert gone.returncode != 0 and "No module named 'gpuprov_demo_extra'" in gone.stderr
+    reinstalled = demo_ssh(
+        f"pip-reinstall -q --no-cache-dir --no-index --find-links ~/{wheels.name} && {WHERE}"
+    )
+    assert reinstalled.returncode == 0, reinstalled.stdout + reinstalled.stderr
+    assert f"/{LAYER.name}/" in reinstalled.stdout.split()[-2]
+    assert (OLD_LAYER / "lib/python3.11/site-packages/gpuprov_demo_extra").is_dir()
+
+
+def test_pip_refuses_to_replace_the_team_torch_and_says_what_to_do(site_run):
+    refused = demo_ssh("pip install torch==2.0.0")
+    assert refused.returncode == 1
+    assert "torch 2.13.0+cpu is part of the team image" in refused.stderr, refused.stderr
+    assert "ask for a new pin" in refused.stderr
+    # The constraints come from the image's own resolved set, the torch family first.
+    pins = demo_ssh("cat $PIP_CONSTRAINT")
+    assert "torch==2.13.0+cpu" in pins.stdout.splitlines(), pins.stdout[:2000]
+    assert any(line.startswith("numpy==") for line in pins.stdout.splitlines())
+
+
+def test_jupyterlab_asks_for_no_news_and_checks_for_no_updates(site_run):
+    token = TOKEN.read_text().strip()
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:28000{path}")
+        request.add_header("Authorization", f"token {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    assert get("/lab/api/news")["news"] == []
+    assert get("/lab/api/update")["notification"] is None
+    notification = get("/lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert notification["settings"]["fetchNews"] == "false", notification["settings"]
+    assert notification["settings"]["checkForUpdates"] is False
 
 
 def test_second_run_and_check_mode_change_nothing(site_run):

@@ -638,6 +638,109 @@ def test_security_options_and_limits_in_docker_inspect(team, testbed):
     assert bob["ShmSize"] == 8 << 30  # the role's default for PyTorch DataLoaders
 
 
+# CIS Docker Benchmark 1.6, section 5 (what docker-bench-security's container runtime
+# checks read from `docker inspect`): host trees a container must not mount (5.5).
+CIS_SENSITIVE = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
+
+
+def cis_section5(info: dict) -> list[str]:
+    """The section 5 checks one workspace container fails, each as 'N.N what'."""
+    hc, config = info["HostConfig"], info["Config"]
+    user = config["Labels"]["org.gpuprov.user"]
+    failed = []
+    if hc["CapAdd"] or hc["CapDrop"] != ["ALL"]:
+        failed.append("5.3 capabilities not restricted")
+    if hc["Privileged"]:
+        failed.append("5.4 privileged")
+    for mount in info["Mounts"]:
+        # docker-bench flags the trees themselves; gpuprov's read-only secret files under
+        # /etc/gpuprov are fine, anything writable below a tree is not.
+        source = os.path.normpath(mount["Source"])
+        below = any(source.startswith(f"{tree}/") for tree in CIS_SENSITIVE[1:])
+        if source in CIS_SENSITIVE or (below and mount["RW"]):
+            failed.append(f"5.5 host system directory mounted: {mount['Source']}")
+        if mount.get("Propagation") in ("shared", "rshared"):
+            failed.append(f"5.19 shared mount propagation: {mount['Source']}")
+        if mount["Source"].endswith(".sock"):
+            failed.append(f"5.31 a socket mounted: {mount['Source']}")
+    bindings = [b for bound in (hc["PortBindings"] or {}).values() for b in bound or ()]
+    if any(int(b["HostPort"]) < 1024 for b in bindings):
+        failed.append("5.7 a privileged host port")
+    if hc["NetworkMode"] == "host":
+        failed.append("5.9 host network")
+    if hc["NetworkMode"] in ("default", "bridge"):
+        failed.append("5.29 on the default docker0 bridge")
+    # bob's entry lifts memory on purpose (memory: unlimited, documented in docs/inventory.md).
+    if hc["Memory"] <= 0 and user != "bob":
+        failed.append("5.10 no memory limit")
+    if not (hc["NanoCpus"] or hc["CpuQuota"] or hc["CpuShares"]):
+        failed.append("5.11 no CPU limit")
+    if not hc["ReadonlyRootfs"]:
+        failed.append("5.12 root filesystem writable")
+    if any(b["HostIp"] in ("", "0.0.0.0", "::") for b in bindings):
+        failed.append("5.13 a port bound to every interface")
+    if hc["PidMode"] == "host":
+        failed.append("5.15 host PID namespace")
+    if hc["IpcMode"] == "host":
+        failed.append("5.16 host IPC namespace")
+    if hc["Devices"]:
+        failed.append("5.17 host devices exposed")
+    if hc["UTSMode"] == "host":
+        failed.append("5.20 host UTS namespace")
+    if any("seccomp=unconfined" in opt for opt in hc["SecurityOpt"] or ()):
+        failed.append("5.21 seccomp disabled")
+    if hc["CgroupParent"]:
+        failed.append("5.24 a cgroup parent of its own")
+    if "no-new-privileges" not in (hc["SecurityOpt"] or ()):
+        failed.append("5.25 new privileges allowed")
+    if (config.get("Healthcheck") or {}).get("Test", ["NONE"])[0] == "NONE":
+        failed.append("5.26 no health check")
+    if not hc["PidsLimit"] or hc["PidsLimit"] <= 0:
+        failed.append("5.28 no PIDs limit")
+    if hc["UsernsMode"] == "host":
+        failed.append("5.30 host user namespace")
+    if config["User"] in ("", "0", "root") or config["User"].startswith(("0:", "root:")):
+        failed.append("4.1 runs as root")
+    return failed
+
+
+def test_every_workspace_container_passes_the_cis_runtime_checks(team, testbed):
+    """docker-bench-security's section 5 over every workspace on every host. sshd in the
+    SSH workspaces is the one documented exception (5.6, docs/workspaces.md)."""
+    failures, seen = {}, 0
+    for host in HOSTS:
+        names = on_host(
+            testbed, host, "docker ps -a --filter label=org.gpuprov.user --format '{{.Names}}'"
+        ).split()
+        for name in names:
+            seen += 1
+            failed = cis_section5(inspect(testbed, host, name))
+            if failed:
+                failures[f"{host}/{name}"] = failed
+    assert seen >= 4, f"only {seen} workspace containers on {HOSTS}"
+    assert not failures, failures
+
+
+def test_the_cis_checks_catch_what_they_look_for(team, testbed):
+    """The section 5 reader fails a real container started the way the benchmark forbids."""
+    image = inspect(testbed, "h100", "gpuprov-alice-jupyter")["Config"]["Image"]
+    name = "gpuprov-cis-negative"
+    on_host(testbed, "h100", f"docker rm -f {name} >/dev/null 2>&1 || true")
+    on_host(
+        testbed, "h100",
+        f"docker create --name {name} --label org.gpuprov.user=mallory --user 0 "
+        f"--privileged=false --cap-add NET_ADMIN --network host --pid host "
+        f"-v /etc:/host-etc:ro -v /var/run/docker.sock:/var/run/docker.sock "
+        f"--security-opt seccomp=unconfined --no-healthcheck {shlex.quote(image)} true",
+    )  # fmt: skip
+    try:
+        failed = {item.split()[0] for item in cis_section5(inspect(testbed, "h100", name))}
+    finally:
+        on_host(testbed, "h100", f"docker rm -f {name}")
+    assert {"5.3", "5.5", "5.9", "5.10", "5.11", "5.12", "5.15", "5.21", "5.25", "5.26",
+            "5.28", "5.31", "4.1"} <= failed, failed  # fmt: skip
+
+
 def test_gpus_by_index_and_count_reach_the_runtime_hook(team, testbed):
     ids = {
         name: inspect(testbed, "oldgpu" if "carol" in name else "h100", name)["Id"]

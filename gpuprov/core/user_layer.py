@@ -1,0 +1,378 @@
+"""The user's package layer: what `pip install` does inside a workspace.
+
+A user's own packages land in a layer on their home volume, one per image ABI
+(``~/.local/gpuprov/py3.11-torch2.7.1-cu126``), which Python puts *behind* the team
+image's environment: the team's packages always import from the image, the user's
+from the layer, and pip, under a constraints file the image generated from its own
+resolved set, can never replace one of the team's packages. A new image has another
+ABI, so packages built against the old one never load under it; the old layer stays
+on disk (gpuprov never deletes user data) and `pip-reinstall` brings its packages
+over under the new constraints.
+
+The image carries this file alone, as ``gpuprov_layer``: it imports nothing from
+gpuprov and only the standard library. Run as a script it prepares an image
+(``prepare-image``) and is the `pip` and `pip-reinstall` commands users type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import site
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+# Where the image keeps the layer's files (tests point GPUPROV_IMAGE_DIR at a scratch
+# directory), and where layers live in a home.
+IMAGE_DIR = os.environ.get("GPUPROV_IMAGE_DIR", "/opt/gpuprov")
+CONSTRAINTS = f"{IMAGE_DIR}/constraints.txt"
+ABI_FILE = f"{IMAGE_DIR}/layer"
+COMMANDS_DIR = f"{IMAGE_DIR}/bin"
+LAYERS_IN_HOME = ".local/gpuprov"
+MODULE = "gpuprov_layer"
+PTH = "gpuprov-layer.pth"
+
+ASK = "ask for a new pin of the team image instead"
+
+
+def layer_name(python: str, torch: str | None, cuda_build: str | None = None) -> str:
+    """The ABI a layer is keyed by: 'py3.11-torch2.7.1-cu126'.
+
+    torch's local version names its build ('2.7.1+cu126'); a conda torch has none,
+    so the image's CUDA build is given. An image without torch is keyed by Python.
+    """
+    python = ".".join(python.split(".")[:2])
+    if not torch:
+        return f"py{python}"
+    version, _, local = torch.partition("+")
+    build = local or cuda_build
+    return f"py{python}-torch{version}" + (f"-{build}" if build else "")
+
+
+def layer_prefix(home: str, name: str) -> str:
+    """The layer's install prefix (pip --prefix) in the user's home."""
+    return f"{home.rstrip('/')}/{LAYERS_IN_HOME}/{name}"
+
+
+def site_packages(prefix: str, python: str) -> str:
+    """Where pip --prefix puts packages for ``python`` ('3.11')."""
+    return f"{prefix}/lib/python{python}/site-packages"
+
+
+def _python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def canonical(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# --- the constraints file -------------------------------------------------------
+
+
+def constraints_text(distributions: Iterable[tuple[str, str]], image: str) -> str:
+    """Every distribution of the image pinned to the version it holds."""
+    pins = sorted({canonical(name): (name, version) for name, version in distributions}.values())
+    header = [
+        f"# The team image's packages ({image}), generated from what it holds when it was built.",
+        "# pip in a workspace applies this file: a user's layer may add packages, never",
+        f"# replace one of these; {ASK}.",
+    ]
+    return "\n".join([*header, *(f"{name}=={version}" for name, version in pins)]) + "\n"
+
+
+def read_pins(text: str) -> dict[str, tuple[str, str]]:
+    """The constraints file's pins, by canonical name: (name as written, version)."""
+    pins = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith("#"):
+            pins[canonical(name.strip())] = (name.strip(), version.strip())
+    return pins
+
+
+# --- judging what a user asks pip for --------------------------------------------
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*"
+    r"(?P<spec>(?:[<>=!~]=?=?\s*[^,;\s]+\s*,?\s*)*)(?:;.*)?$"
+)
+_CLAUSE = re.compile(r"(===|==|!=|~=|>=|<=|>|<)\s*([^,\s]+)")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers of a version ('2.7.1+cu126' -> (2, 7, 1)); pre/post/dev parts
+    are outside what a user asks of the team's pins."""
+    numbers = re.match(r"^\s*v?(\d+(?:\.\d+)*)", version)
+    return tuple(int(n) for n in numbers.group(1).split(".")) if numbers else ()
+
+
+def _padded(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    width = max(len(a), len(b))
+    return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
+
+
+def _satisfies(version: str, operator: str, wanted: str) -> bool:
+    """Whether ``version`` meets one PEP 440 clause, as far as release numbers tell."""
+    if operator == "===":
+        return version == wanted
+    if operator not in ("==", "!="):
+        have, want = _padded(_release(version), _release(wanted))
+        if operator == "~=":
+            stem = _release(wanted)[:-1]
+            return have >= want and _release(version)[: len(stem)] == stem
+        return {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want}[
+            operator
+        ]
+    if wanted.endswith(".*"):
+        stem = _release(wanted[:-2])
+        equal = _release(version)[: len(stem)] == stem
+    elif "+" in wanted:
+        equal = version == wanted
+    else:
+        have, want = _padded(_release(version), _release(wanted))
+        equal = have == want
+    return equal if operator == "==" else not equal
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A requirement that would replace one of the team image's packages."""
+
+    requirement: str
+    name: str
+    held: str
+
+    def message(self) -> str:
+        return (
+            f"{self.name} {self.held} is part of the team image; '{self.requirement}' would "
+            f"replace it, and a workspace never does: {ASK} (your layer keeps its other "
+            "packages)."
+        )
+
+
+def judge(requirement: str, pins: Mapping[str, tuple[str, str]]) -> Refusal | None:
+    """A refusal when the requirement names a team package at a version it does not hold."""
+    parsed = _REQUIREMENT.match(requirement)
+    if not parsed or canonical(parsed["name"]) not in pins:
+        return None
+    name, held = pins[canonical(parsed["name"])]
+    clauses = _CLAUSE.findall(parsed["spec"] or "")
+    if all(_satisfies(held, operator, wanted) for operator, wanted in clauses):
+        return None
+    return Refusal(requirement.strip(), name, held)
+
+
+def _requirement_files(args: Sequence[str]) -> list[str]:
+    files = []
+    for index, arg in enumerate(args):
+        if arg in ("-r", "--requirement") and index + 1 < len(args):
+            files.append(args[index + 1])
+        elif arg.startswith("--requirement="):
+            files.append(arg.partition("=")[2])
+        elif arg.startswith("-r") and len(arg) > 2:
+            files.append(arg[2:])
+    return files
+
+
+# pip install options that take a value: the word after them is not a requirement.
+_VALUED = {
+    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-t", "--target",
+    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--prefix", "--root",
+    "--platform", "--python-version", "--implementation", "--abi", "--src",
+    "--upgrade-strategy", "--progress-bar", "--report", "--config-settings", "-C",
+    "--global-option", "--no-binary", "--only-binary", "--trusted-host", "--cache-dir",
+    "--log", "--proxy", "--retries", "--timeout", "--exists-action", "--cert",
+    "--client-cert", "--python", "--root-user-action",
+}  # fmt: skip
+
+
+def requested(args: Sequence[str]) -> list[str]:
+    """The requirements a `pip install` command line names, files included."""
+    words = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-") and not re.match(r"^[./~]|.*://|.*\.(whl|zip|tar\.gz)$", arg):
+            words.append(arg)
+    for name in _requirement_files(args):
+        try:
+            lines = Path(name).expanduser().read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue  # pip says it cannot open it
+        words += [line.split("#")[0] for line in lines if line.strip() and line[0] not in "#-"]
+    return words
+
+
+def refusals(args: Sequence[str], pins: Mapping[str, tuple[str, str]]) -> list[Refusal]:
+    """What a `pip install` would replace of the team image (empty for other commands)."""
+    if "install" not in args:
+        return []
+    after = list(args[args.index("install") + 1 :])
+    return [found for req in requested(after) if (found := judge(req, pins)) is not None]
+
+
+# --- in the image ----------------------------------------------------------------
+
+
+def image_layer_name() -> str | None:
+    """This image's layer ABI, as prepare-image recorded it."""
+    try:
+        return Path(ABI_FILE).read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def activate(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Put the user's layer for this image behind the image's own packages.
+
+    Run at every interpreter start by the image's gpuprov-layer.pth, which site
+    processes after the environment's site-packages is on sys.path, so appending
+    keeps the team's packages first. Returns the directory added.
+    """
+    home, name = environ.get("HOME"), image_layer_name()
+    if not home or not name or home == "/":
+        return None
+    where = site_packages(layer_prefix(home, name), _python())
+    site.addsitedir(where)
+    return where
+
+
+def pip_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """pip's environment in a workspace: installs into the layer, under the constraints."""
+    env = dict(environ)
+    name, home = image_layer_name(), environ.get("HOME")
+    if name and home:
+        env.setdefault("PIP_PREFIX", layer_prefix(home, name))
+    if Path(CONSTRAINTS).is_file():
+        env["PIP_CONSTRAINT"] = " ".join(
+            dict.fromkeys([CONSTRAINTS, *env.get("PIP_CONSTRAINT", "").split()])
+        )
+    return env
+
+
+def run_pip(args: Sequence[str]) -> int:
+    """`pip` as a user types it: refused when it would replace a team package."""
+    try:
+        pins = read_pins(Path(CONSTRAINTS).read_text(encoding="utf-8"))
+    except OSError:
+        pins = {}
+    refused = refusals(args, pins)
+    for refusal in refused:
+        print(f"gpuprov: {refusal.message()}", file=sys.stderr)
+    if refused:
+        return 1
+    command = [sys.executable, "-m", "pip", *args]
+    return subprocess.run(command, env=pip_environment(os.environ), check=False).returncode
+
+
+def _layer_and_package(marker: str) -> tuple[str, str] | None:
+    """(layer, package) from the path of a REQUESTED marker in a home's layers:
+    ``.../.local/gpuprov/<layer>/lib/python3.11/site-packages/<name>-<version>.dist-info/REQUESTED``."""
+    parts = Path(marker).parts
+    for index in range(len(parts) - 1):
+        if "/".join(parts[index : index + 2]) == LAYERS_IN_HOME and len(parts) > index + 3:
+            dist_info = parts[-2]
+            if dist_info.endswith(".dist-info"):
+                return parts[index + 2], dist_info.removesuffix(".dist-info").rsplit("-", 1)[0]
+    return None
+
+
+def other_layers(markers: Iterable[str], current: str) -> dict[str, list[str]]:
+    """The packages a user asked for in layers other than ``current``, by layer, from the
+    REQUESTED markers pip leaves in them (the packages' dependencies follow on their own)."""
+    found: dict[str, list[str]] = {}
+    for layer, package in sorted(filter(None, map(_layer_and_package, markers))):
+        if layer != current:
+            found.setdefault(layer, []).append(package)
+    return found
+
+
+def reinstall_note(markers: Iterable[str], current: str, home: str = "") -> str:
+    """What a user's connection note says of their packages; ``markers`` under ``home``
+    (the user's home on the host) are theirs."""
+    mine = [m for m in markers if m.startswith(home.rstrip("/") + "/")] if home else markers
+    lines = [f"Your packages: pip install adds to ~/{LAYERS_IN_HOME}/{current} (behind the team's)"]
+    for layer, packages in other_layers(mine, current).items():
+        lines.append(f"  installed for another image ({layer}): {', '.join(packages)}")
+    if len(lines) > 1:
+        lines.append("  run pip-reinstall in a workspace to install them for this image")
+    return "\n".join(lines) + "\n"
+
+
+def reinstall(args: Sequence[str]) -> int:
+    """`pip-reinstall`: the packages asked for in the user's other layers, installed into
+    this image's layer under its constraints (pip options pass through)."""
+    home, name = os.environ.get("HOME", ""), image_layer_name() or ""
+    root = Path(home) / LAYERS_IN_HOME
+    markers = root.glob("*/lib/python*/site-packages/*.dist-info/REQUESTED") if home else ()
+    layers = other_layers(map(str, markers), name)
+    wanted = sorted({package for packages in layers.values() for package in packages})
+    if not wanted:
+        print(f"gpuprov: nothing to reinstall: no other layer under ~/{LAYERS_IN_HOME}")
+        return 0
+    print(f"gpuprov: reinstalling into {name}: {' '.join(wanted)}")
+    return run_pip(["install", *args, *wanted])
+
+
+def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
+    """Make the running environment (the image's /opt/venv or /opt/conda) layer-aware:
+    record its ABI, pin its packages, put this module and its .pth in its
+    site-packages, the `pip` commands in COMMANDS_DIR (first on the image's PATH), and
+    JupyterLab quiet: no news prompt, no update checks (hosts are often air-gapped).
+    Returns what it wrote."""
+    distributions = [(d.metadata["Name"], d.version) for d in metadata.distributions()]
+    torch = next((v for n, v in distributions if canonical(n) == "torch"), None)
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    quiet = {"checkForUpdates": False, "fetchNews": "false"}
+    written = {
+        ABI_FILE: layer_name(_python(), torch, cuda_build) + "\n",
+        CONSTRAINTS: constraints_text(distributions, image),
+        str(purelib / f"{MODULE}.py"): Path(__file__).read_text(encoding="utf-8"),
+        str(purelib / PTH): f"import {MODULE}; {MODULE}.activate()\n",
+        f"{sys.prefix}/share/jupyter/lab/settings/overrides.json": json.dumps(
+            {"@jupyterlab/apputils-extension:notification": quiet}, indent=2
+        )
+        + "\n",
+    }
+    for command, verb in [(c, "pip") for c in ("pip", "pip3", f"pip{_python()}")] + [
+        ("pip-reinstall", "reinstall")
+    ]:
+        written[f"{COMMANDS_DIR}/{command}"] = (
+            f'#!/bin/sh\nexec {sys.executable} -m {MODULE} {verb} "$@"\n'
+        )
+    for path, text in written.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+        Path(path).chmod(0o755 if path.startswith(COMMANDS_DIR) else 0o644)
+    return written
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["pip"]:
+        return run_pip(argv[1:])
+    if argv[:1] == ["reinstall"]:
+        return reinstall(argv[1:])
+    if argv[:1] == ["prepare-image"] and len(argv) == 3:
+        prepare_image(argv[1] or None, argv[2])
+        return 0
+    print(
+        "usage: gpuprov_layer pip ARGS... | reinstall [PIP OPTIONS] | "
+        "prepare-image CUDA_BUILD IMAGE",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
