@@ -261,8 +261,84 @@ def pip_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+_TORCH_TAG = re.compile(r"(?:^|[.+])pt(\d)(\d+)")
+_CUDA_TAG = re.compile(r"(?:^|[.+]|\d)(cu\d+|cpu)(?:$|[.+])")
+
+
+def built_for_another_torch(version: str, torch: str) -> str | None:
+    """Why a package whose version names the torch and CUDA it was built for (the
+    torch-scatter kind: '2.1.2+pt25cu124') cannot load in an image holding ``torch``
+    ('2.7.1+cu126'), or None. An untagged version says nothing, so it passes."""
+    local = version.partition("+")[2]
+    if not local:
+        return None
+    release, _, build = torch.partition("+")
+    minor = ".".join(release.split(".")[:2])
+    wants_torch = _TORCH_TAG.search(local)
+    if wants_torch and f"{wants_torch[1]}.{wants_torch[2]}" != minor:
+        return f"it was built for torch {wants_torch[1]}.{wants_torch[2]}, the image holds {torch}"
+    wants_cuda = _CUDA_TAG.search(local)
+    if wants_torch and wants_cuda and build and wants_cuda[1] != build:
+        return f"it was built for {wants_cuda[1]}, the image's torch is {torch}"
+    return None
+
+
+def _layer_versions(environ: Mapping[str, str]) -> dict[str, str]:
+    """The distributions in the user's layer and their versions."""
+    prefix = environ.get("PIP_PREFIX")
+    if not prefix:
+        return {}
+    where = Path(site_packages(prefix, _python()))
+    return {
+        canonical(d.metadata["Name"]): d.version
+        for d in metadata.distributions(path=[str(where)])
+        if d.metadata["Name"]
+    }
+
+
+def remove_from_layer(prefix: str, names: Iterable[str]) -> list[str]:
+    """Uninstall distributions from the layer by their RECORD, as pip would: pip itself
+    leaves alone what lies outside the environment it runs in, and the layer does.
+    Only files inside the layer are touched. Returns the names removed."""
+    where = Path(site_packages(prefix, _python()))
+    root = Path(prefix).resolve()
+    wanted = {canonical(name) for name in names}
+    removed = []
+    for dist in metadata.distributions(path=[str(where)]):
+        name = dist.metadata["Name"] or ""
+        if canonical(name) not in wanted:
+            continue
+        paths = [Path(str(dist.locate_file(f))).resolve() for f in dist.files or ()]
+        for path in sorted(p for p in paths if root in p.parents and p.is_file()):
+            path.unlink()
+        for folder in sorted({p.parent for p in paths}, key=lambda p: -len(p.parts)):
+            if root in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        removed.append(name)
+    return removed
+
+
+def _uninstall(args: Sequence[str], env: Mapping[str, str], pins: Mapping[str, tuple]) -> int:
+    """`pip uninstall`: the layer's packages by gpuprov; the image's never."""
+    names = [a for a in args if not a.startswith("-")]
+    team = [pins[canonical(n)] for n in names if canonical(n) in pins]
+    for name, held in team:
+        print(f"gpuprov: {name} {held} is part of the team image; a workspace never removes it: "
+              f"{ASK}.", file=sys.stderr)  # fmt: skip
+    if team:
+        return 1
+    removed = remove_from_layer(env.get("PIP_PREFIX", ""), names) if env.get("PIP_PREFIX") else []
+    for name in removed:
+        print(f"Successfully uninstalled {name} from your layer")
+    missing = [n for n in names if canonical(n) not in {canonical(r) for r in removed}]
+    for name in missing:
+        print(f"gpuprov: {name} is not in your layer", file=sys.stderr)
+    return 1 if missing else 0
+
+
 def run_pip(args: Sequence[str]) -> int:
-    """`pip` as a user types it: refused when it would replace a team package."""
+    """`pip` as a user types it: refused when it would replace a team package; a package
+    built for another torch or CUDA than the image's is taken out again."""
     try:
         pins = read_pins(Path(CONSTRAINTS).read_text(encoding="utf-8"))
     except OSError:
@@ -272,8 +348,29 @@ def run_pip(args: Sequence[str]) -> int:
         print(f"gpuprov: {refusal.message()}", file=sys.stderr)
     if refused:
         return 1
-    command = [sys.executable, "-m", "pip", *args]
-    return subprocess.run(command, env=pip_environment(os.environ), check=False).returncode
+    env = pip_environment(os.environ)
+    if args[:1] == ["uninstall"]:
+        return _uninstall(args[1:], env, pins)
+    before = _layer_versions(env)
+    done = subprocess.run([sys.executable, "-m", "pip", *args], env=env, check=False).returncode
+    torch = pins.get("torch", ("", ""))[1]
+    if "install" not in args or not torch:
+        return done
+    wrong = {
+        name: why
+        for name, version in _layer_versions(env).items()
+        if before.get(name) != version and (why := built_for_another_torch(version, torch))
+    }
+    for name, why in sorted(wrong.items()):
+        print(
+            f"gpuprov: {name} was removed from your layer: {why}; install the build made for "
+            f"torch {torch} instead",
+            file=sys.stderr,
+        )
+    if wrong:
+        remove_from_layer(env["PIP_PREFIX"], wrong)
+        return 1
+    return done
 
 
 def _layer_and_package(marker: str) -> tuple[str, str] | None:

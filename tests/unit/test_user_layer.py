@@ -104,6 +104,9 @@ def image(tmp_path_factory):
     by prepare-image into its own image directory."""
     root = tmp_path_factory.mktemp("layer")
     wheels = root / "wheels"
+    make_wheel(wheels, "torch", "2.7.1+cu126")  # a stand-in: only its version matters here
+    make_wheel(wheels, "torch-scatter", "2.1.2+pt25cu124")
+    make_wheel(wheels, "torch-scatter", "2.1.2+pt27cu126")
     make_wheel(wheels, "teampkg", "1.0")
     make_wheel(wheels, "teampkg", "2.0")
     make_wheel(wheels, "userpkg", "0.1", requires=("teampkg>=1",))
@@ -119,7 +122,8 @@ def image(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = str(venv / "bin" / "python")
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-index", "-f", str(wheels), "teampkg==1.0"],
+        [python, "-m", "pip", "install", "-q", "--no-index", "-f", str(wheels),
+         "teampkg==1.0", "torch"],
         check=True, env=env,
     )  # fmt: skip
     source = Path(user_layer.__file__)
@@ -145,7 +149,7 @@ def test_prepare_image_writes_the_pins_the_abi_the_hook_and_quiet_jupyter(image)
     root = image["root"] / "image"
     assert "teampkg==1.0" in (root / "constraints.txt").read_text().splitlines()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert (root / "layer").read_text().strip() == f"py{python}"  # no torch in this venv
+    assert (root / "layer").read_text().strip() == f"py{python}-torch2.7.1-cu126"
     assert os.access(root / "bin" / "pip", os.X_OK) and os.access(
         root / "bin" / "pip-reinstall", os.X_OK
     )
@@ -242,3 +246,47 @@ def test_the_pin_names_the_layer_its_build_will_keep():
         pinned_layer({"python": "3.11", "torch": "2.13.0+cpu", "cuda": "none"})
         == "py3.11-torch2.13.0-cpu"
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "torch", "why"),
+    [
+        ("2.1.2+pt25cu124", "2.7.1+cu126", "built for torch 2.5"),
+        ("2.1.2+pt27cu124", "2.7.1+cu126", "built for cu124"),
+        ("0.6.18+pt27cpu", "2.7.1+cu126", "built for cpu"),
+        ("2.1.2+pt27cu126", "2.7.1+cu126", None),
+        ("2.1.2+pt27cu126", "2.7.1", None),  # a conda torch names no build: the minor decides
+        ("2.1.2", "2.7.1+cu126", None),
+        ("1.0+local", "2.7.1+cu126", None),
+    ],
+)
+def test_a_build_for_another_torch_or_cuda_is_named(version, torch, why):
+    found = user_layer.built_for_another_torch(version, torch)
+    assert (found is None) if why is None else (why in found), found
+
+
+def test_a_compiled_extension_for_another_torch_is_taken_out_again(image):
+    pip = str(image["root"] / "image" / "bin" / "pip")
+    wrong = run(image, pip, "install", "--no-index", "-f", str(image["wheels"]),
+                "torch-scatter==2.1.2+pt25cu124")  # fmt: skip
+    assert wrong.returncode == 1
+    assert "torch-scatter was removed from your layer: it was built for torch 2.5" in wrong.stderr
+    layer = Path(image["env"]["HOME"]) / ".local/gpuprov"
+    assert not list(layer.glob("*/lib/python*/site-packages/torch_scatter*")), "it stayed"
+    right = run(image, pip, "install", "--no-index", "-f", str(image["wheels"]),
+                "torch-scatter==2.1.2+pt27cu126")  # fmt: skip
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert list(layer.glob("*/lib/python*/site-packages/torch_scatter-2.1.2+pt27cu126.dist-info"))
+
+
+def test_pip_uninstall_takes_a_package_out_of_the_layer_only(image):
+    pip = str(image["root"] / "image" / "bin" / "pip")
+    out = run(image, pip, "install", "--no-index", "-f", str(image["wheels"]), "userpkg")
+    assert out.returncode == 0, out.stdout + out.stderr
+    layer = Path(image["env"]["HOME"]) / ".local/gpuprov"
+    removed = run(image, pip, "uninstall", "-y", "userpkg")
+    assert removed.returncode == 0 and "userpkg" in removed.stdout, removed.stderr
+    assert not list(layer.glob("*/lib/python*/site-packages/userpkg*"))
+    team = run(image, pip, "uninstall", "-y", "teampkg")
+    assert team.returncode == 1 and "teampkg 1.0 is part of the team image" in team.stderr
+    assert where(image, "teampkg")["teampkg"].startswith(str(image["root"] / "venv"))
