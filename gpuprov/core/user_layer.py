@@ -233,32 +233,111 @@ def image_layer_name() -> str | None:
         return None
 
 
+def _prefix(environ: Mapping[str, str]) -> str | None:
+    """The prefix pip installs into and Python reads: the user's layer for this image,
+    or a personal environment in it when GPUPROV_ENV names one."""
+    home, name = environ.get("HOME"), image_layer_name()
+    if not home or not name or home == "/":
+        return None
+    layer = layer_prefix(home, name)
+    personal = environ.get(ENV_VAR)
+    return env_prefix(layer, personal) if personal and valid_env_name(personal) else layer
+
+
 def activate(environ: Mapping[str, str] = os.environ) -> str | None:
-    """Put the user's layer for this image behind the image's own packages.
+    """Put the user's layer (or personal environment) for this image behind the image's
+    own packages.
 
     Run at every interpreter start by the image's gpuprov-layer.pth, which site
     processes after the environment's site-packages is on sys.path, so appending
     keeps the team's packages first. Returns the directory added.
     """
-    home, name = environ.get("HOME"), image_layer_name()
-    if not home or not name or home == "/":
+    prefix = _prefix(environ)
+    if prefix is None:
         return None
-    where = site_packages(layer_prefix(home, name), _python())
+    where = site_packages(prefix, _python())
     site.addsitedir(where)
     return where
 
 
 def pip_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """pip's environment in a workspace: installs into the layer, under the constraints."""
+    """pip's environment in a workspace: installs into the layer (or the personal
+    environment GPUPROV_ENV names), under the constraints."""
     env = dict(environ)
-    name, home = image_layer_name(), environ.get("HOME")
-    if name and home:
-        env.setdefault("PIP_PREFIX", layer_prefix(home, name))
+    prefix = _prefix(environ)
+    if prefix:
+        env["PIP_PREFIX"] = prefix
     if Path(CONSTRAINTS).is_file():
         env["PIP_CONSTRAINT"] = " ".join(
             dict.fromkeys([CONSTRAINTS, *env.get("PIP_CONSTRAINT", "").split()])
         )
     return env
+
+
+# --- personal environments ------------------------------------------------------------
+# A user who needs another set of packages for one project keeps it in a named
+# environment inside their layer: the team's stack under it, the same constraints,
+# a Jupyter kernel of its own, and `gpuprov-env shell NAME` over SSH.
+
+ENV_VAR = "GPUPROV_ENV"
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def valid_env_name(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+def env_prefix(layer: str, name: str) -> str:
+    return f"{layer}/envs/{name}"
+
+
+def kernel_spec(name: str, prefix: str, python: str) -> dict[str, object]:
+    """The Jupyter kernel of a personal environment: the image's Python, told which
+    environment to read and install into."""
+    return {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({name}, on the team image)",
+        "language": "python",
+        "env": {ENV_VAR: name, "PIP_PREFIX": prefix},
+        "metadata": {"gpuprov": {"environment": name}},
+    }
+
+
+def personal_env(args: Sequence[str]) -> int:
+    """`gpuprov-env create NAME` | `gpuprov-env shell NAME` | `gpuprov-env list`."""
+    home, layer_name_ = os.environ.get("HOME", ""), image_layer_name()
+    if not home or not layer_name_:
+        print("gpuprov-env: not in a gpuprov workspace (no HOME or no layer)", file=sys.stderr)
+        return 1
+    layer = layer_prefix(home, layer_name_)
+    if args[:1] == ["list"]:
+        for found in sorted(Path(env_prefix(layer, "")).glob("*")):
+            print(found.name)
+        return 0
+    if len(args) != 2 or args[0] not in ("create", "shell") or not valid_env_name(args[1]):
+        print(
+            "usage: gpuprov-env create NAME | shell NAME | list (NAME: letters, digits, - and _)",
+            file=sys.stderr,
+        )
+        return 2
+    name = args[1]
+    prefix = env_prefix(layer, name)
+    if args[0] == "create":
+        Path(site_packages(prefix, _python())).mkdir(parents=True, exist_ok=True)
+        kernel = Path(home) / ".local/share/jupyter/kernels" / f"gpuprov-{name}"
+        kernel.mkdir(parents=True, exist_ok=True)
+        spec = kernel_spec(name, prefix, sys.executable)
+        (kernel / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        print(
+            f"gpuprov-env: {name} in {prefix}; Jupyter lists it as '{spec['display_name']}', "
+            f"over SSH: gpuprov-env shell {name}"
+        )
+        return 0
+    if not Path(prefix).is_dir():
+        print(f"gpuprov-env: no environment {name}: gpuprov-env create {name}", file=sys.stderr)
+        return 1
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    os.execvpe(shell, [shell], {**os.environ, ENV_VAR: name, "PIP_PREFIX": prefix})
 
 
 _TORCH_TAG = re.compile(r"(?:^|[.+])pt(\d)(\d+)")
@@ -378,7 +457,9 @@ def _layer_and_package(marker: str) -> tuple[str, str] | None:
     ``.../.local/gpuprov/<layer>/lib/python3.11/site-packages/<name>-<version>.dist-info/REQUESTED``."""
     parts = Path(marker).parts
     for index in range(len(parts) - 1):
-        if "/".join(parts[index : index + 2]) == LAYERS_IN_HOME and len(parts) > index + 3:
+        # <layer>/lib/<python>/site-packages/<dist-info>/REQUESTED: a layer's own, not
+        # one of its personal environments'.
+        if "/".join(parts[index : index + 2]) == LAYERS_IN_HOME and len(parts) == index + 8:
             dist_info = parts[-2]
             if dist_info.endswith(".dist-info"):
                 return parts[index + 2], dist_info.removesuffix(".dist-info").rsplit("-", 1)[0]
@@ -443,7 +524,8 @@ def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
         + "\n",
     }
     for command, verb in [(c, "pip") for c in ("pip", "pip3", f"pip{_python()}")] + [
-        ("pip-reinstall", "reinstall")
+        ("pip-reinstall", "reinstall"),
+        ("gpuprov-env", "env"),
     ]:
         written[f"{COMMANDS_DIR}/{command}"] = (
             f'#!/bin/sh\nexec {sys.executable} -m {MODULE} {verb} "$@"\n'
@@ -460,6 +542,8 @@ def main(argv: Sequence[str]) -> int:
         return run_pip(argv[1:])
     if argv[:1] == ["reinstall"]:
         return reinstall(argv[1:])
+    if argv[:1] == ["env"]:
+        return personal_env(argv[1:])
     if argv[:1] == ["prepare-image"] and len(argv) == 3:
         prepare_image(argv[1] or None, argv[2])
         return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.error
@@ -213,15 +214,35 @@ def test_pip_refuses_to_replace_the_team_torch_and_says_what_to_do(site_run):
     assert any(line.startswith("numpy==") for line in pins.stdout.splitlines())
 
 
+def jupyter_get(path: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:28000{path}")
+    request.add_header("Authorization", f"token {TOKEN.read_text().strip()}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_personal_environment_is_a_kernel_jupyter_lists(site_run):
+    name = f"proj{os.getpid()}"
+    kernel = HOME_DIR / ".local/share/jupyter/kernels" / f"gpuprov-{name}"
+    try:
+        created = demo_ssh(f"gpuprov-env create {name}")
+        assert created.returncode == 0, created.stderr
+        specs = jupyter_get("/api/kernelspecs")["kernelspecs"]
+        assert f"gpuprov-{name}" in specs, sorted(specs)
+        spec = specs[f"gpuprov-{name}"]["spec"]
+        assert spec["env"]["GPUPROV_ENV"] == name and spec["argv"][0].startswith("/opt/venv/")
+        # Over SSH: a shell with the environment on, reading commands from stdin here.
+        script = "echo $GPUPROV_ENV; python -c 'import torch; print(torch.__file__)'"
+        inside = demo_ssh(f"echo {shlex.quote(script)} | gpuprov-env shell {name}")
+        assert inside.stdout.split()[:1] == [name], inside.stdout + inside.stderr
+        assert inside.stdout.split()[1].startswith("/opt/venv/"), inside.stdout
+    finally:
+        shutil.rmtree(kernel, ignore_errors=True)
+        shutil.rmtree(LAYER / "envs" / name, ignore_errors=True)
+
+
 def test_jupyterlab_asks_for_no_news_and_checks_for_no_updates(site_run):
-    token = TOKEN.read_text().strip()
-
-    def get(path: str) -> dict:
-        request = urllib.request.Request(f"http://127.0.0.1:28000{path}")
-        request.add_header("Authorization", f"token {token}")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
+    get = jupyter_get
     assert get("/lab/api/news")["news"] == []
     assert get("/lab/api/update")["notification"] is None
     notification = get("/lab/api/settings/@jupyterlab/apputils-extension:notification")

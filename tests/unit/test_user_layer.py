@@ -3,6 +3,7 @@ here (prepare-image, the `pip` command, the .pth, pip-reinstall) with wheels mad
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -290,3 +291,42 @@ def test_pip_uninstall_takes_a_package_out_of_the_layer_only(image):
     team = run(image, pip, "uninstall", "-y", "teampkg")
     assert team.returncode == 1 and "teampkg 1.0 is part of the team image" in team.stderr
     assert where(image, "teampkg")["teampkg"].startswith(str(image["root"] / "venv"))
+
+
+def test_a_personal_environment_has_its_kernel_its_packages_and_the_same_rails(image):
+    bin_dir = image["root"] / "image" / "bin"
+    make_wheel(image["wheels"], "projpkg", "0.3")
+    created = run(image, str(bin_dir / "gpuprov-env"), "create", "proj")
+    assert created.returncode == 0, created.stderr
+    home = Path(image["env"]["HOME"])
+    spec = json.loads((home / ".local/share/jupyter/kernels/gpuprov-proj/kernel.json").read_text())
+    assert spec["argv"][:3] == [image["python"], "-m", "ipykernel_launcher"]
+    assert spec["env"]["GPUPROV_ENV"] == "proj" and spec["env"]["PIP_PREFIX"].endswith("/envs/proj")
+    inside = {**image["env"], "GPUPROV_ENV": "proj"}
+    pip = str(bin_dir / "pip")
+    wheels = str(image["wheels"])
+    out = subprocess.run([pip, "install", "--no-index", "-f", wheels, "projpkg"], env=inside,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    code = "import projpkg, teampkg; print(projpkg.__file__, teampkg.__file__)"
+    found = subprocess.run(
+        [image["python"], "-c", code], env=inside, capture_output=True, text=True
+    )
+    proj, team = found.stdout.split()
+    assert "/envs/proj/" in proj and team.startswith(str(image["root"] / "venv"))
+    outside = run(image, image["python"], "-c", "import projpkg")
+    assert outside.returncode != 0, "the environment leaked into the default layer"
+    refused = subprocess.run([pip, "install", "teampkg==2.0"], env=inside, capture_output=True,
+                             text=True)  # fmt: skip
+    assert refused.returncode == 1 and "part of the team image" in refused.stderr
+    bad = run(image, str(bin_dir / "gpuprov-env"), "create", "../escape")
+    assert bad.returncode == 2 and not (home / ".local/gpuprov/escape").exists()
+    listed = run(image, str(bin_dir / "gpuprov-env"), "list")
+    assert listed.stdout.split() == ["proj"]
+
+
+def test_a_personal_environments_packages_are_not_another_layers():
+    home = "/srv/gpuprov/ada/home"
+    site = "lib/python3.11/site-packages"
+    marker = f"{home}/.local/gpuprov/py3.11/envs/proj/{site}/x-1.dist-info/REQUESTED"
+    assert user_layer.other_layers([marker], "py3.12") == {}
