@@ -503,6 +503,17 @@ def reinstall(args: Sequence[str]) -> int:
     return run_pip(["install", *args, *wanted])
 
 
+def conda_pinned(records: Iterable[Path]) -> str:
+    """conda's pinned file for a conda image: every package it holds at its version, so
+    no conda or micromamba solve in it replaces one (pip there runs under the
+    constraints, like in a pip image)."""
+    pins = []
+    for record in records:
+        package = json.loads(record.read_text(encoding="utf-8"))
+        pins.append(f"{package['name']} =={package['version']}")
+    return "\n".join(sorted(pins)) + "\n"
+
+
 def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
     """Make the running environment (the image's /opt/venv or /opt/conda) layer-aware:
     record its ABI, pin its packages, put this module and its .pth in its
@@ -523,6 +534,9 @@ def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
         )
         + "\n",
     }
+    conda_meta = Path(sys.prefix) / "conda-meta"
+    if conda_meta.is_dir():
+        written[str(conda_meta / "pinned")] = conda_pinned(conda_meta.glob("*.json"))
     for command, verb in [(c, "pip") for c in ("pip", "pip3", f"pip{_python()}")] + [
         ("pip-reinstall", "reinstall"),
         ("gpuprov-env", "env"),

@@ -127,6 +127,11 @@ def image(tmp_path_factory):
          "teampkg==1.0", "torch"],
         check=True, env=env,
     )  # fmt: skip
+    # A conda image's record of what it holds, which prepare-image pins for conda too.
+    (venv / "conda-meta").mkdir()
+    (venv / "conda-meta" / "pytorch-2.7.1-cuda126_h1.json").write_text(
+        json.dumps({"name": "pytorch", "version": "2.7.1", "build": "cuda126_h1"})
+    )
     source = Path(user_layer.__file__)
     subprocess.run(
         [python, str(source), "prepare-image", "cpu", "team@sha256:1"], check=True, env=env
@@ -154,6 +159,7 @@ def test_prepare_image_writes_the_pins_the_abi_the_hook_and_quiet_jupyter(image)
     assert os.access(root / "bin" / "pip", os.X_OK) and os.access(
         root / "bin" / "pip-reinstall", os.X_OK
     )
+    assert (image["root"] / "venv/conda-meta/pinned").read_text() == "pytorch ==2.7.1\n"
     overrides = image["root"] / "venv/share/jupyter/lab/settings/overrides.json"
     assert '"fetchNews": "false"' in overrides.read_text()
 
