@@ -218,9 +218,8 @@ def docker_error(message: str) -> str:
 
 
 def workload_skip(
-    *,
-    enabled: bool,
     gpu_present: bool,
+    enabled: bool,
     docker_host: str,
     docker_answers: bool,
     image: str,

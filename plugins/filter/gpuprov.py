@@ -95,30 +95,6 @@ def connect_summary(
     return workspace.connect_summary(user, host, host_address, plan, secrets_dir)
 
 
-def workload_skip(
-    gpu_present: bool,
-    enabled: bool,
-    docker_host: str,
-    docker_answers: bool,
-    image: str,
-    image_on_host: bool | None = None,
-    check_mode: bool = False,
-    pull: bool = True,
-    pull_error: str | None = None,
-) -> str:
-    return host_facts.workload_skip(
-        enabled=enabled,
-        gpu_present=gpu_present,
-        docker_host=docker_host,
-        docker_answers=docker_answers,
-        image=image,
-        image_on_host=image_on_host,
-        check_mode=check_mode,
-        pull=pull,
-        pull_error=pull_error,
-    )
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -133,7 +109,7 @@ class FilterModule:
             "gpuprov_password_hash_file": workspace.password_hash_file,
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,
-            "gpuprov_workload_skip": workload_skip,
+            "gpuprov_workload_skip": host_facts.workload_skip,
             "gpuprov_rollout_moves": rollout.moves,
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
