@@ -122,7 +122,7 @@ def _padded(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tu
 def _satisfies(version: str, operator: str, wanted: str) -> bool:
     """Whether ``version`` meets one PEP 440 clause, as far as release numbers tell."""
     if operator == "===":
-        return version == wanted
+        return version.lower() == wanted.lower()
     if operator not in ("==", "!="):
         have, want = _padded(_release(version), _release(wanted))
         if operator == "~=":
@@ -135,7 +135,7 @@ def _satisfies(version: str, operator: str, wanted: str) -> bool:
         stem = _release(wanted[:-2])
         equal = _release(version)[: len(stem)] == stem
     elif "+" in wanted:
-        equal = version == wanted
+        equal = version.lower() == wanted.lower()
     else:
         have, want = _padded(_release(version), _release(wanted))
         equal = have == want
@@ -161,7 +161,8 @@ class Refusal:
 def judge(requirement: str, pins: Mapping[str, tuple[str, str]]) -> Refusal | None:
     """A refusal when the requirement names a team package at a version it does not hold."""
     parsed = _REQUIREMENT.match(requirement)
-    if not parsed or canonical(parsed["name"]) not in pins:
+    # A requirement with an environment marker is pip's to evaluate, under the constraints.
+    if not parsed or ";" in requirement or canonical(parsed["name"]) not in pins:
         return None
     name, held = pins[canonical(parsed["name"])]
     clauses = _CLAUSE.findall(parsed["spec"] or "")
@@ -210,16 +211,25 @@ def requested(args: Sequence[str]) -> list[str]:
             lines = Path(name).expanduser().read_text(encoding="utf-8").splitlines()
         except OSError:
             continue  # pip says it cannot open it
-        words += [line.split("#")[0] for line in lines if line.strip() and line[0] not in "#-"]
+        joined = re.sub(r"\\\n", " ", "\n".join(lines))
+        for line in joined.splitlines():
+            line = line.split("#")[0].strip()
+            if line and line[0] != "-":
+                words.append(re.split(r"\s+-", line)[0])
     return words
 
 
 def refusals(args: Sequence[str], pins: Mapping[str, tuple[str, str]]) -> list[Refusal]:
     """What a `pip install` would replace of the team image (empty for other commands)."""
-    if "install" not in args:
+    if _subcommand(args) != "install":
         return []
-    after = list(args[args.index("install") + 1 :])
+    after = list(args[list(args).index("install") + 1 :])
     return [found for req in requested(after) if (found := judge(req, pins)) is not None]
+
+
+def _subcommand(args: Sequence[str]) -> str | None:
+    """pip's command: its first word that is not an option."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 # --- in the image ----------------------------------------------------------------
@@ -256,14 +266,34 @@ def activate(environ: Mapping[str, str] = os.environ) -> str | None:
     if prefix is None:
         return None
     where = site_packages(prefix, _python())
+    before = list(sys.path)
     site.addsitedir(where)
+    # A .pth file in the layer may insert paths anywhere: what was there comes first again.
+    sys.path[:] = before + [path for path in sys.path if path not in before]
+    _route_pip(environ)
     return where
+
+
+GUARDED = "GPUPROV_PIP_GUARDED"
+
+
+def _route_pip(environ: Mapping[str, str]) -> None:
+    """`python -m pip` (and so `%pip` in a notebook) goes through run_pip like the `pip`
+    command: the interpreter is replaced, before pip starts, by `-m gpuprov_layer pip`."""
+    argv = getattr(sys, "orig_argv", [])
+    if environ.get(GUARDED) or "-m" not in argv[1:]:
+        return
+    at = argv.index("-m", 1)
+    if argv[at + 1 : at + 2] == ["pip"]:
+        os.execv(
+            sys.executable, [sys.executable, *argv[1:at], "-m", MODULE, "pip", *argv[at + 2 :]]
+        )
 
 
 def pip_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """pip's environment in a workspace: installs into the layer (or the personal
     environment GPUPROV_ENV names), under the constraints."""
-    env = dict(environ)
+    env = {**environ, GUARDED: "1"}
     prefix = _prefix(environ)
     if prefix:
         env["PIP_PREFIX"] = prefix
@@ -291,14 +321,16 @@ def env_prefix(layer: str, name: str) -> str:
     return f"{layer}/envs/{name}"
 
 
-def kernel_spec(name: str, prefix: str, python: str) -> dict[str, object]:
+def kernel_spec(name: str, python: str) -> dict[str, object]:
     """The Jupyter kernel of a personal environment: the image's Python, told which
     environment to read and install into."""
     return {
         "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"Python ({name}, on the team image)",
         "language": "python",
-        "env": {ENV_VAR: name, "PIP_PREFIX": prefix},
+        # The environment's place follows the image the kernel starts on (its layer), so
+        # only its name is written here.
+        "env": {ENV_VAR: name},
         "metadata": {"gpuprov": {"environment": name}},
     }
 
@@ -326,7 +358,7 @@ def personal_env(args: Sequence[str]) -> int:
         Path(site_packages(prefix, _python())).mkdir(parents=True, exist_ok=True)
         kernel = Path(home) / ".local/share/jupyter/kernels" / f"gpuprov-{name}"
         kernel.mkdir(parents=True, exist_ok=True)
-        spec = kernel_spec(name, prefix, sys.executable)
+        spec = kernel_spec(name, sys.executable)
         (kernel / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
         print(
             f"gpuprov-env: {name} in {prefix}; Jupyter lists it as '{spec['display_name']}', "
@@ -337,42 +369,96 @@ def personal_env(args: Sequence[str]) -> int:
         print(f"gpuprov-env: no environment {name}: gpuprov-env create {name}", file=sys.stderr)
         return 1
     shell = os.environ.get("SHELL") or "/bin/sh"
-    os.execvpe(shell, [shell], {**os.environ, ENV_VAR: name, "PIP_PREFIX": prefix})
+    path = f"{os.environ.get('PATH', '')}:{prefix}/bin"
+    os.execvpe(shell, [shell], {**os.environ, ENV_VAR: name, "PATH": path})
 
 
-_TORCH_TAG = re.compile(r"(?:^|[.+])pt(\d)(\d+)")
-_CUDA_TAG = re.compile(r"(?:^|[.+]|\d)(cu\d+|cpu)(?:$|[.+])")
+# How wheels built against one torch name it in their local version: '+pt25cu124'
+# (PyG), '+cu12torch2.6cxx11abiFALSE' (flash-attn), '+cu121' (a CUDA build alone).
+_TORCH_TAG = re.compile(r"(?:^|[.+_]|cu\d+)(?:pt(\d)(\d+)|torch(\d+)\.(\d+))", re.IGNORECASE)
+_CUDA_TAG = re.compile(r"(?:^|[.+_]|\d)(cu\d+|cpu)", re.IGNORECASE)
 
 
-def built_for_another_torch(version: str, torch: str) -> str | None:
-    """Why a package whose version names the torch and CUDA it was built for (the
+def _same_cuda(tag: str, build: str) -> bool:
+    """'cu12' (a major) matches 'cu126'; 'cu124' only itself."""
+    tag, build = tag.lower(), build.lower()
+    if tag == "cpu" or build == "cpu":
+        return tag == build
+    return build.startswith(tag) if len(tag) <= 4 else tag == build
+
+
+def built_for_another_torch(version: str, torch: str, cuda_build: str | None = None) -> str | None:
+    """Why a package whose version names the torch or CUDA it was built for (the
     torch-scatter kind: '2.1.2+pt25cu124') cannot load in an image holding ``torch``
-    ('2.7.1+cu126'), or None. An untagged version says nothing, so it passes."""
+    ('2.7.1+cu126'; a conda torch names no build, so the image's ``cuda_build`` is
+    given), or None. An untagged version says nothing, so it passes."""
     local = version.partition("+")[2]
     if not local:
         return None
     release, _, build = torch.partition("+")
+    build = build or cuda_build or ""
     minor = ".".join(release.split(".")[:2])
-    wants_torch = _TORCH_TAG.search(local)
-    if wants_torch and f"{wants_torch[1]}.{wants_torch[2]}" != minor:
-        return f"it was built for torch {wants_torch[1]}.{wants_torch[2]}, the image holds {torch}"
-    wants_cuda = _CUDA_TAG.search(local)
-    if wants_torch and wants_cuda and build and wants_cuda[1] != build:
-        return f"it was built for {wants_cuda[1]}, the image's torch is {torch}"
+    tagged = _TORCH_TAG.search(local)
+    if tagged:
+        wants = f"{tagged[1]}.{tagged[2]}" if tagged[1] else f"{tagged[3]}.{tagged[4]}"
+        if wants != minor:
+            return f"it was built for torch {wants}, the image holds {torch}"
+    cuda = _CUDA_TAG.search(local)
+    if cuda and build and not _same_cuda(cuda[1], build):
+        return f"it was built for {cuda[1]}, the image's torch is {torch} ({build})"
     return None
 
 
-def _layer_versions(environ: Mapping[str, str]) -> dict[str, str]:
-    """The distributions in the user's layer and their versions."""
+def _image_cuda_build() -> str | None:
+    """The CUDA build this image's layer is keyed by ('cu126', 'cpu'), if any."""
+    name = image_layer_name() or ""
+    found = re.search(r"-(cu\d+|cpu)$", name)
+    return found[1] if found else None
+
+
+def _layer_dists(environ: Mapping[str, str]) -> dict[str, dict[str, Path]]:
+    """The distributions in the layer: by name, each version with its dist-info folder."""
     prefix = environ.get("PIP_PREFIX")
+    found: dict[str, dict[str, Path]] = {}
     if not prefix:
-        return {}
-    where = Path(site_packages(prefix, _python()))
+        return found
+    site_dir = Path(site_packages(prefix, _python()))
+    for folder in sorted(site_dir.glob("*.dist-info")):
+        dist = metadata.PathDistribution(folder)
+        found.setdefault(canonical(dist.metadata["Name"] or ""), {})[dist.version] = folder
+    return found
+
+
+def _layer_versions(environ: Mapping[str, str]) -> dict[str, str]:
+    """The distributions in the layer and their newest-installed version."""
     return {
-        canonical(d.metadata["Name"]): d.version
-        for d in metadata.distributions(path=[str(where)])
-        if d.metadata["Name"]
+        name: max(versions, key=lambda v: versions[v].stat().st_mtime)
+        for name, versions in _layer_dists(environ).items()
     }
+
+
+def _drop_replaced(prefix: str, before: Mapping[str, Mapping[str, Path]]) -> None:
+    """An upgrade inside the layer: pip leaves the old version there (it removes nothing
+    outside its environment), so its files that the new one did not rewrite go, then its
+    dist-info."""
+    for name, versions in _layer_dists({"PIP_PREFIX": prefix}).items():
+        new = [v for v in versions if v not in before.get(name, {})]
+        if not new:
+            continue
+        keep = {Path(str(f)) for f in metadata.PathDistribution(versions[new[0]]).files or ()}
+        for version, folder in versions.items():
+            if version in new:
+                continue
+            old = metadata.PathDistribution(folder)
+            site_dir = folder.parent
+            for path in old.files or ():
+                if Path(str(path)) not in keep and Path(str(path)).parts[0] != folder.name:
+                    target = (site_dir / str(path)).resolve()
+                    if Path(prefix).resolve() in target.parents and target.is_file():
+                        target.unlink()
+            for leftover in sorted(folder.rglob("*"), reverse=True):
+                leftover.unlink() if leftover.is_file() else leftover.rmdir()
+            folder.rmdir()
 
 
 def remove_from_layer(prefix: str, names: Iterable[str]) -> list[str]:
@@ -428,17 +514,27 @@ def run_pip(args: Sequence[str]) -> int:
     if refused:
         return 1
     env = pip_environment(os.environ)
-    if args[:1] == ["uninstall"]:
-        return _uninstall(args[1:], env, pins)
-    before = _layer_versions(env)
+    command = _subcommand(args)
+    if command == "uninstall":
+        return _uninstall(args[list(args).index("uninstall") + 1 :], env, pins)
+    if command == "install" and "--user" in args:
+        print("gpuprov: --user left out: pip installs into your layer anyway", file=sys.stderr)
+        args = [a for a in args if a != "--user"]
+    if command == "install" and set(args) & {"--target", "-t", "--prefix", "--root"}:
+        env.pop("PIP_PREFIX", None)  # the user said where
+    before = _layer_dists(env)
     done = subprocess.run([sys.executable, "-m", "pip", *args], env=env, check=False).returncode
+    if command != "install" or "PIP_PREFIX" not in env:
+        return done
+    _drop_replaced(env["PIP_PREFIX"], before)
     torch = pins.get("torch", ("", ""))[1]
-    if "install" not in args or not torch:
+    if not torch:
         return done
     wrong = {
         name: why
         for name, version in _layer_versions(env).items()
-        if before.get(name) != version and (why := built_for_another_torch(version, torch))
+        if version not in before.get(name, {})
+        and (why := built_for_another_torch(version, torch, _image_cuda_build()))
     }
     for name, why in sorted(wrong.items()):
         print(
@@ -466,25 +562,59 @@ def _layer_and_package(marker: str) -> tuple[str, str] | None:
     return None
 
 
-def other_layers(markers: Iterable[str], current: str) -> dict[str, list[str]]:
-    """The packages a user asked for in layers other than ``current``, by layer, from the
-    REQUESTED markers pip leaves in them (the packages' dependencies follow on their own)."""
-    found: dict[str, list[str]] = {}
-    for layer, package in sorted(filter(None, map(_layer_and_package, markers))):
-        if layer != current:
-            found.setdefault(layer, []).append(package)
-    return found
+@dataclass(frozen=True)
+class OtherLayers:
+    """What a user asked pip for in their layers of other images, by layer: what
+    pip-reinstall brings over, and what came from a path or URL (an editable project, a
+    git checkout, a wheel file), which only the user can install again."""
+
+    reinstall: dict[str, list[str]]
+    by_hand: dict[str, list[str]]
+
+
+MARKERS = ("REQUESTED", "direct_url.json")
+
+
+def other_layers(markers: Iterable[str], current: str) -> OtherLayers:
+    """From the REQUESTED and direct_url.json files pip leaves in a home's layers (the
+    packages' dependencies follow on their own); a package the current layer already
+    has is not listed again."""
+    asked: dict[str, tuple[str, str]] = {}
+    from_url: set[str] = set()
+    for marker in markers:
+        found = _layer_and_package(marker)
+        if found is None:
+            continue
+        dist_info = str(Path(marker).parent)
+        if marker.endswith("direct_url.json"):
+            from_url.add(dist_info)
+        else:
+            asked[dist_info] = found
+    have = {canonical(package) for layer, package in asked.values() if layer == current}
+    result = OtherLayers({}, {})
+    for dist_info, (layer, package) in sorted(asked.items(), key=lambda item: item[1]):
+        if layer == current or canonical(package) in have:
+            continue
+        where = result.by_hand if dist_info in from_url else result.reinstall
+        where.setdefault(layer, []).append(package)
+    return result
 
 
 def reinstall_note(markers: Iterable[str], current: str, home: str = "") -> str:
     """What a user's connection note says of their packages; ``markers`` under ``home``
     (the user's home on the host) are theirs."""
     mine = [m for m in markers if m.startswith(home.rstrip("/") + "/")] if home else markers
+    others = other_layers(mine, current)
     lines = [f"Your packages: pip install adds to ~/{LAYERS_IN_HOME}/{current} (behind the team's)"]
-    for layer, packages in other_layers(mine, current).items():
+    for layer, packages in others.reinstall.items():
         lines.append(f"  installed for another image ({layer}): {', '.join(packages)}")
-    if len(lines) > 1:
+    if others.reinstall:
         lines.append("  run pip-reinstall in a workspace to install them for this image")
+    for layer, packages in others.by_hand.items():
+        lines.append(
+            f"  installed from a path or URL for another image ({layer}): {', '.join(packages)}"
+            " (install them again the way you did)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -493,11 +623,21 @@ def reinstall(args: Sequence[str]) -> int:
     this image's layer under its constraints (pip options pass through)."""
     home, name = os.environ.get("HOME", ""), image_layer_name() or ""
     root = Path(home) / LAYERS_IN_HOME
-    markers = root.glob("*/lib/python*/site-packages/*.dist-info/REQUESTED") if home else ()
-    layers = other_layers(map(str, markers), name)
-    wanted = sorted({package for packages in layers.values() for package in packages})
+    markers = [
+        str(found)
+        for marker in MARKERS
+        for found in (
+            root.glob(f"*/lib/python*/site-packages/*.dist-info/{marker}") if home else ()
+        )
+    ]
+    others = other_layers(markers, name)
+    for layer, packages in others.by_hand.items():
+        print(
+            f"gpuprov: from a path or URL in {layer}, install again yourself: {' '.join(packages)}"
+        )
+    wanted = sorted({package for packages in others.reinstall.values() for package in packages})
     if not wanted:
-        print(f"gpuprov: nothing to reinstall: no other layer under ~/{LAYERS_IN_HOME}")
+        print(f"gpuprov: nothing to reinstall into {name}")
         return 0
     print(f"gpuprov: reinstalling into {name}: {' '.join(wanted)}")
     return run_pip(["install", *args, *wanted])

@@ -209,7 +209,7 @@ def test_pip_refuses_to_replace_the_team_torch_and_says_what_to_do(site_run):
     assert "torch 2.13.0+cpu is part of the team image" in refused.stderr, refused.stderr
     assert "ask for a new pin" in refused.stderr
     # The constraints come from the image's own resolved set, the torch family first.
-    pins = demo_ssh("cat $PIP_CONSTRAINT")
+    pins = demo_ssh("cat /opt/gpuprov/constraints.txt")
     assert "torch==2.13.0+cpu" in pins.stdout.splitlines(), pins.stdout[:2000]
     assert any(line.startswith("numpy==") for line in pins.stdout.splitlines())
 

@@ -60,7 +60,8 @@ def test_a_requirement_that_would_replace_a_team_package_is_refused(requirement)
 @pytest.mark.parametrize(
     "requirement",
     ["tqdm", "tqdm==4.66", "torch", "torch==2.7.1", "torch==2.7.1+cu126", "torch>=2.7,<3",
-     "numpy==2.1.*", "numpy~=2.1.0", "torchvision[extra]>=0.22", "numpy; python_version>'3'"],
+     "numpy==2.1.*", "numpy~=2.1.0", "torchvision[extra]>=0.22", "numpy; python_version>'3'",
+     "numpy>=3; sys_platform == 'win32'", "torch==2.7.1+CU126"],
 )  # fmt: skip
 def test_what_the_image_already_satisfies_or_does_not_hold_passes(requirement):
     assert judge(requirement, PINS) is None
@@ -68,16 +69,20 @@ def test_what_the_image_already_satisfies_or_does_not_hold_passes(requirement):
 
 def test_refusals_read_the_command_line_and_requirement_files(tmp_path):
     requirements = tmp_path / "req.txt"
-    requirements.write_text("# mine\ntqdm\nnumpy==1.26.4  # old\n-c other.txt\n")
+    requirements.write_text(
+        "# mine\ntqdm\nnumpy==1.26.4  # old\n-c other.txt\n"
+        "torchvision==0.21 \\\n    --hash=sha256:0123\nnvidia-cudnn-cu12==9.1 --hash=sha256:4567\n"
+    )
     found = refusals(
         ["install", "-q", "--index-url", "torch==1.0", "-r", str(requirements), "torch<2",
          "./local.whl", "https://example.invalid/x.tar.gz"],
         PINS,
     )  # fmt: skip
     assert [(r.name, r.requirement) for r in found] == [
-        ("torch", "torch<2"),
-        ("numpy", "numpy==1.26.4"),
-    ]
+        ("torch", "torch<2"), ("numpy", "numpy==1.26.4"), ("torchvision", "torchvision==0.21"),
+        ("nvidia-cudnn-cu12", "nvidia-cudnn-cu12==9.1"),
+    ]  # fmt: skip
+    assert refusals(["download", "-d", "install", "numpy==2"], PINS) == []
     assert refusals(["download", "torch==1.0"], PINS) == []
 
 
@@ -229,6 +234,10 @@ def test_the_note_lists_what_a_user_installed_for_other_images():
         f"{home}/.local/gpuprov/py3.11-torch2.6.0-cu124/{site}/rich_click-1.8.dist-info/REQUESTED",
         f"{home}/.local/gpuprov/py3.11-torch2.7.1-cu126/{site}/einops-0.8.dist-info/REQUESTED",
         f"/srv/gpuprov/bob/home/.local/gpuprov/py3.10/{site}/black-24.1.dist-info/REQUESTED",
+        f"{home}/.local/gpuprov/py3.11-torch2.6.0-cu124/{site}/myproj-0.1.dist-info/REQUESTED",
+        f"{home}/.local/gpuprov/py3.11-torch2.6.0-cu124/{site}/myproj-0.1.dist-info/direct_url.json",
+        # already brought over: not listed again
+        f"{home}/.local/gpuprov/py3.11-torch2.6.0-cu124/{site}/einops-0.7.dist-info/REQUESTED",
     ]
     note = user_layer.reinstall_note(markers, "py3.11-torch2.7.1-cu126", home)
     assert note.splitlines() == [
@@ -236,6 +245,8 @@ def test_the_note_lists_what_a_user_installed_for_other_images():
         " (behind the team's)",
         "  installed for another image (py3.11-torch2.6.0-cu124): rich_click, tqdm",
         "  run pip-reinstall in a workspace to install them for this image",
+        "  installed from a path or URL for another image (py3.11-torch2.6.0-cu124): myproj"
+        " (install them again the way you did)",
     ]
     assert "another image" not in user_layer.reinstall_note(
         markers[2:3], "py3.11-torch2.7.1-cu126", home
@@ -307,7 +318,7 @@ def test_a_personal_environment_has_its_kernel_its_packages_and_the_same_rails(i
     home = Path(image["env"]["HOME"])
     spec = json.loads((home / ".local/share/jupyter/kernels/gpuprov-proj/kernel.json").read_text())
     assert spec["argv"][:3] == [image["python"], "-m", "ipykernel_launcher"]
-    assert spec["env"]["GPUPROV_ENV"] == "proj" and spec["env"]["PIP_PREFIX"].endswith("/envs/proj")
+    assert spec["env"] == {"GPUPROV_ENV": "proj"}  # where it lies follows the image
     inside = {**image["env"], "GPUPROV_ENV": "proj"}
     pip = str(bin_dir / "pip")
     wheels = str(image["wheels"])
@@ -335,4 +346,48 @@ def test_a_personal_environments_packages_are_not_another_layers():
     home = "/srv/gpuprov/ada/home"
     site = "lib/python3.11/site-packages"
     marker = f"{home}/.local/gpuprov/py3.11/envs/proj/{site}/x-1.dist-info/REQUESTED"
-    assert user_layer.other_layers([marker], "py3.12") == {}
+    assert user_layer.other_layers([marker], "py3.12") == user_layer.OtherLayers({}, {})
+
+
+def test_python_dash_m_pip_goes_through_the_same_guard(image):
+    """%pip in a notebook runs `python -m pip`: the image's .pth hands it to gpuprov_layer."""
+    out = run(image, image["python"], "-m", "pip", "install", "teampkg==2.0")
+    assert out.returncode == 1 and "teampkg 1.0 is part of the team image" in out.stderr
+    user = run(image, image["python"], "-m", "pip", "install", "--user", "--no-index", "-f",
+               str(image["wheels"]), "userpkg")  # fmt: skip
+    assert user.returncode == 0, user.stdout + user.stderr
+    assert "--user left out" in user.stderr
+    assert where(image, "userpkg")["userpkg"].startswith(image["env"]["HOME"])
+    # Nothing is exported: another interpreter (a venv the user made) is not redirected.
+    env = run(image, image["python"], "-c", "import os; print(sorted(os.environ))").stdout
+    assert "PIP_PREFIX" not in env and "PIP_CONSTRAINT" not in env
+
+
+def test_an_upgrade_inside_the_layer_leaves_one_version(image):
+    pip = str(image["root"] / "image" / "bin" / "pip")
+    make_wheel(image["wheels"], "upgpkg", "1.0")
+    make_wheel(image["wheels"], "upgpkg", "2.0")
+    first = run(image, pip, "install", "--no-index", "-f", str(image["wheels"]), "upgpkg==1.0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run(image, pip, "install", "--no-index", "-f", str(image["wheels"]), "-U", "upgpkg")
+    assert second.returncode == 0, second.stdout + second.stderr
+    layer = Path(image["env"]["HOME"]) / ".local/gpuprov"
+    infos = sorted(p.name for p in layer.glob("*/lib/python*/site-packages/upgpkg-*.dist-info"))
+    assert infos == ["upgpkg-2.0.dist-info"]
+    version = run(image, image["python"], "-c", "import upgpkg; print(upgpkg.VERSION)")
+    assert version.stdout.strip() == "2.0"
+
+
+def test_a_pth_file_in_the_layer_cannot_put_anything_before_the_image(image):
+    home = Path(image["env"]["HOME"])
+    layer = next((home / ".local/gpuprov").glob("*/lib/python*/site-packages"))
+    shadow = layer / "shadow"
+    (shadow / "teampkg").mkdir(parents=True)
+    (shadow / "teampkg" / "__init__.py").write_text('VERSION = "shadow"\n')
+    (layer / "zz-shadow.pth").write_text(f"import sys; sys.path.insert(0, {str(shadow)!r})\n")
+    try:
+        out = run(image, image["python"], "-c", "import teampkg; print(teampkg.VERSION)")
+        assert out.stdout.strip() == "1.0", out.stdout + out.stderr
+    finally:
+        (layer / "zz-shadow.pth").unlink()
+        subprocess.run(["rm", "-rf", str(shadow)], check=True)
