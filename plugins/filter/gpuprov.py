@@ -12,7 +12,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import host_facts, labels, limits, rollout, rules, variables, workspace
+from gpuprov.core import host_facts, labels, limits, reports, rollout, rules, variables, workspace
 from gpuprov.core.plan import WorkspacePlan
 
 
@@ -129,4 +129,5 @@ class FilterModule:
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
             "gpuprov_connect_summary": connect_summary,
+            "gpuprov_report_path": reports.report_dir,
         }
