@@ -10,10 +10,20 @@ from dataclasses import asdict
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import host_facts, labels, limits, reports, rollout, rules, variables, workspace
-from gpuprov.core.plan import WorkspacePlan
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.ansible_inventory import (
+    from_variables,
+)
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
+    host_facts,
+    labels,
+    limits,
+    reports,
+    rollout,
+    rules,
+    variables,
+    workspace,
+)
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.plan import WorkspacePlan
 
 
 def workspaces(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuprov.core import image_build, image_pin
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import image_build, image_pin
 
 
 def archive_source(chosen: str, hostvars: Any, batch: list[str]) -> str:
