@@ -32,5 +32,6 @@ class FilterModule:
             "gpuprov_image_pin": pin,
             "gpuprov_image_pin_yaml": pin_yaml,
             "gpuprov_pulled_reference": image_pin.pulled_reference,
+            "gpuprov_run_reference": image_pin.run_reference,
             "gpuprov_pull_failure": image_pin.pull_failure,
         }

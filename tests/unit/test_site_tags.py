@@ -90,3 +90,48 @@ def test_a_tagged_onboard_still_requires_the_new_hosts():
         "Require --limit so that no other host is touched"
     ]
     assert list(plays)[1:] == [CHECK[0], WORKSPACES]
+
+
+SHOW_IMAGE = """\
+- name: Show the image the workspaces would run without the image play
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {repo}/roles/workspaces/defaults/main.yml
+  vars:
+    gpuprov_image:
+      reference: registry.test:5000/team/pytorch
+      digest: "sha256:{digest}"
+      id: "sha256:{image_id}"
+  tasks:
+    - name: Show it
+      ansible.builtin.debug:
+        msg: "image={{{{ workspaces_image }}}}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], "registry.test:5000/team/pytorch@sha256:" + "a" * 64),
+        # Hosts fed by an archive hold the image by ID only.
+        (["-e", "team_image_transfer=archive"], "sha256:" + "b" * 64),
+        # The team_image role's handoff wins when it ran.
+        (["-e", "gpuprov_team_image_run=sha256:" + "c" * 64], "sha256:" + "c" * 64),
+    ],
+)
+def test_tagged_workspaces_run_the_image_the_image_play_left(tmp_path, extra, expected):
+    play = tmp_path / "show.yml"
+    play.write_text(SHOW_IMAGE.format(repo=REPO, digest="a" * 64, image_id="b" * 64))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    result = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(play), *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"msg: image={expected}" in result.stdout
