@@ -256,6 +256,11 @@ HOST_VARIABLES: dict[str, Node] = {
     ),
     "gpuprov_nvidia_driver_manage": Bool(),
     "gpuprov_container_toolkit_manage": Bool(),
+    "gpuprov_metrics_dir": Str(
+        check=_absolute,
+        description="node_exporter's textfile directory on the host: verify, the workspaces "
+        "and the rollout write gpuprov.prom there. Unset: no metrics.",
+    ),
 }
 # Variables that describe the team, so they must hold for all hosts alike.
 TEAM_VARIABLES: dict[str, Node] = {
@@ -289,6 +294,8 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_docker_host": "unix:///var/run/docker.sock",
     "gpuprov_nvidia_driver_manage": False,
     "gpuprov_container_toolkit_manage": False,
+    # Off until the inventory names node_exporter's textfile directory.
+    "gpuprov_metrics_dir": "",
     # reports/ beside site.yml, as from a clone (core/reports.py resolves it).
     "gpuprov_report_dir": "reports",
 }

@@ -17,6 +17,7 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
     host_facts,
     labels,
     limits,
+    metrics,
     reports,
     rollout,
     rules,
@@ -138,6 +139,7 @@ class FilterModule:
             "gpuprov_rollout_moves": rollout.moves,
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
+            "gpuprov_rollout_outcome": metrics.rollout_outcome,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_report_path": reports.report_dir,
         }
