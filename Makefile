@@ -43,9 +43,9 @@ syntax:
 	  done; \
 	done; echo "syntax: every playbook with both inventories: ok"
 
-# Every core works: the unit layer is CPU-bound and its tests are independent.
+# Every core works (the unit layer is CPU-bound); a file's tests stay together, in order.
 unit:
-	pytest -q -n auto tests/unit $(PYTEST_ARGS)
+	pytest -q -n auto --dist loadfile tests/unit $(PYTEST_ARGS)
 
 integration:
 	pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)

@@ -47,6 +47,15 @@ def pulled_reference(pin: Mapping) -> str:
     return pinned_reference(pin) if pin.get("digest") else ""
 
 
+def run_reference(pin: Mapping, transfer: str = "registry") -> str:
+    """What a host's workspaces run once the pin is on it: the image ID after an archive
+    load (`docker save` by ID keeps no registry digest), `reference@digest` after a pull,
+    '' for a pin the run builds (its ID is known only after the build)."""
+    if not pin.get("digest"):
+        return ""
+    return str(pin.get("id") or "") if transfer == "archive" else pinned_reference(pin)
+
+
 def pull_failure(pin: Mapping, error: str) -> str:
     """Why a pull of the pinned digest failed, in the words that say what to do."""
     registry = image_ref.parse(str(pin["reference"])).registry or "docker.io"

@@ -256,6 +256,11 @@ HOST_VARIABLES: dict[str, Node] = {
     ),
     "gpuprov_nvidia_driver_manage": Bool(),
     "gpuprov_container_toolkit_manage": Bool(),
+    "gpuprov_metrics_dir": Str(
+        check=_absolute,
+        description="node_exporter's textfile directory on the host: verify, the workspaces "
+        "and the rollout write gpuprov.prom there. Unset: no metrics.",
+    ),
 }
 # Variables that describe the team, so they must hold for all hosts alike.
 TEAM_VARIABLES: dict[str, Node] = {
@@ -264,6 +269,12 @@ TEAM_VARIABLES: dict[str, Node] = {
     "gpuprov_registry": REGISTRY,
     "gpuprov_strict": Bool(
         description="true: the check's warnings are errors, as with `gpuprov check --strict`."
+    ),
+    "gpuprov_report_dir": Str(
+        pattern=r"\S(.*\S)?",
+        hint="a folder on the controller, e.g. reports or /var/lib/gpuprov/reports",
+        description="Where reports go on the controller (verify/<host>.json, "
+        "connect/<user>.txt); a relative path is in the folder of site.yml.",
     ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
@@ -283,6 +294,10 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_docker_host": "unix:///var/run/docker.sock",
     "gpuprov_nvidia_driver_manage": False,
     "gpuprov_container_toolkit_manage": False,
+    # Off until the inventory names node_exporter's textfile directory.
+    "gpuprov_metrics_dir": "",
+    # reports/ beside site.yml, as from a clone (core/reports.py resolves it).
+    "gpuprov_report_dir": "reports",
 }
 # Variables a playbook reads in a play keyword (serial), where only -e reaches.
 RUN_VARIABLES = {"gpuprov_rollout_batch": "playbooks/upgrade.yml"}

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.plugins.action import ActionBase
-
-from gpuprov.ansible_inventory import from_variables, vars_file_findings
-from gpuprov.core import rules
-from gpuprov.core.inventory import InventoryError
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.ansible_inventory import (
+    from_variables,
+    vars_file_findings,
+)
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import rules
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.inventory import (
+    InventoryError,
+)
 
 
 class ActionModule(ActionBase):

@@ -10,19 +10,22 @@ from dataclasses import asdict
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-from gpuprov.ansible_inventory import from_variables
-from gpuprov.core import (
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.ansible_inventory import (
+    from_variables,
+)
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
     host_facts,
     labels,
     limits,
+    metrics,
+    reports,
     rollout,
     rules,
     user_layer,
     variables,
     workspace,
 )
-from gpuprov.core.plan import WorkspacePlan
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.plan import WorkspacePlan
 
 
 def workspaces(
@@ -113,6 +116,8 @@ class FilterModule:
             "gpuprov_rollout_moves": rollout.moves,
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
+            "gpuprov_rollout_outcome": metrics.rollout_outcome,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_layer_note": user_layer.reinstall_note,
+            "gpuprov_report_path": reports.report_dir,
         }

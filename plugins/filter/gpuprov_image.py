@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuprov.core import image_build, image_pin
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import image_build, image_pin
 
 
 def archive_source(chosen: str, hostvars: Any, batch: list[str]) -> str:
@@ -34,5 +34,6 @@ class FilterModule:
             "gpuprov_image_pin": pin,
             "gpuprov_image_pin_yaml": pin_yaml,
             "gpuprov_pulled_reference": image_pin.pulled_reference,
+            "gpuprov_run_reference": image_pin.run_reference,
             "gpuprov_pull_failure": image_pin.pull_failure,
         }

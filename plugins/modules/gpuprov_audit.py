@@ -7,9 +7,9 @@ import inspect
 import pkgutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov import inspector
-from ansible.module_utils.gpuprov.core import audit, image_pin
-from ansible.module_utils.gpuprov.core.variables import DEFAULTS
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov import inspector
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import audit, image_pin
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.variables import DEFAULTS
 
 DOCUMENTATION = r"""
 module: gpuprov_audit
@@ -57,7 +57,8 @@ table:
 
 
 def inspector_source() -> str:
-    data = pkgutil.get_data("ansible.module_utils.gpuprov", "inspector.py")
+    # From the payload Ansible built (a zip on the host), under the package the import named.
+    data = pkgutil.get_data(inspector.__name__.rpartition(".")[0], "inspector.py")
     return data.decode("utf-8") if data else inspect.getsource(inspector)
 
 

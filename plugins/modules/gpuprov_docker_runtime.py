@@ -7,7 +7,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core import docker_config
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import docker_config
 
 DOCUMENTATION = r"""
 module: gpuprov_docker_runtime

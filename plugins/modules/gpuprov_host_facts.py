@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core import host_facts
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import host_facts
 
 DOCUMENTATION = r"""
 module: gpuprov_host_facts

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core import host_facts
-from ansible.module_utils.gpuprov.core.verify import render_table, verify_host, worst
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import host_facts
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.verify import (
+    render_table,
+    verify_host,
+    worst,
+)
 
 DOCUMENTATION = r"""
 module: gpuprov_host_verify

@@ -7,8 +7,8 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core import image_pin
-from ansible.module_utils.gpuprov.core.variables import DEFAULTS
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import image_pin
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.variables import DEFAULTS
 
 DOCUMENTATION = r"""
 module: gpuprov_image_verify

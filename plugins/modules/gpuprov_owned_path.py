@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core.ownership import (
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.ownership import (
     UnexpectedPath,
     ensure_directory,
     ensure_file,

@@ -8,8 +8,14 @@ import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gpuprov.core.sockets import TABLES, listening_sockets
-from ansible.module_utils.gpuprov.core.workspace import port_in_use_message, ports_to_probe
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.sockets import (
+    TABLES,
+    listening_sockets,
+)
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.workspace import (
+    port_in_use_message,
+    ports_to_probe,
+)
 
 DOCUMENTATION = r"""
 module: gpuprov_workspace_ports

@@ -269,6 +269,7 @@ def test_every_documented_variable_is_accepted(tmp_path):
         "gpuprov_docker_host": "unix:///run/docker.sock",
         "gpuprov_nvidia_driver_manage": True,
         "gpuprov_container_toolkit_manage": True,
+        "gpuprov_metrics_dir": "/var/lib/prometheus/node-exporter",
     }
     assert set(values) == set(variables.HOST_VARIABLES), "every host variable is exercised here"
     source = write(

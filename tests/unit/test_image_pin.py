@@ -208,6 +208,17 @@ def test_build_labels_name_the_inputs_and_unknown_inputs_are_refused():
         image_build.labels(PROMISES, "pip", {"colour": "blue"})
 
 
+def test_run_reference_is_what_the_image_play_left_on_the_host():
+    digest, image_id = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    pin = {"reference": "registry.test:5000/team/pytorch", "digest": digest, "id": image_id}
+    assert image_pin.run_reference(pin) == f"registry.test:5000/team/pytorch@{digest}"
+    assert image_pin.run_reference(pin, "registry") == image_pin.pulled_reference(pin)
+    # An archive load has the image by ID only.
+    assert image_pin.run_reference(pin, "archive") == image_id
+    assert image_pin.run_reference({"reference": "registry.test:5000/team/pytorch"}) == ""
+    assert image_pin.run_reference({"reference": "r/x", "source": "build"}, "archive") == ""
+
+
 def test_pulled_reference_is_reference_at_digest_or_nothing_for_a_build():
     digest = "sha256:" + "ab" * 32
     pin = {"reference": "registry.test:5000/team/pytorch", "digest": digest}

@@ -8,14 +8,12 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-import ansible.module_utils
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+# The modules import the core from the collection gpuprov.gpu, as on a host
+# (tests/conftest.py makes the clone importable as it).
 PLUGINS = Path(__file__).resolve().parents[4] / "plugins"
-# The modules import the core as ansible.module_utils.gpuprov, as on a host.
-if str(PLUGINS / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(PLUGINS / "module_utils"))
 
 
 def load(name: str) -> ModuleType:

@@ -1,0 +1,30 @@
+"""Where gpuprov writes its reports on the controller (verify's JSON, users' connection notes).
+
+``gpuprov_report_dir`` names the folder: an absolute path is used as it is (under
+ansible-runner or AWX, the job's artifacts folder); a relative one lies in the
+project, the folder of site.yml, so a run from a clone writes to ``reports/`` in
+the clone, wherever the command was started from.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+# Playbooks run alone (playbooks/verify.yml) belong to the same project as site.yml.
+PLAYBOOKS_FOLDER = "playbooks"
+
+
+def project_dir(playbook_dir: str) -> str:
+    """The folder of site.yml for a playbook in it or in its playbooks/ folder."""
+    folder = posixpath.normpath(playbook_dir)
+    if posixpath.basename(folder) == PLAYBOOKS_FOLDER:
+        return posixpath.dirname(folder)
+    return folder
+
+
+def report_dir(setting: str, playbook_dir: str, kind: str = "") -> str:
+    """The controller folder for reports of ``kind`` (verify, connect) given the setting."""
+    base = (
+        setting if posixpath.isabs(setting) else posixpath.join(project_dir(playbook_dir), setting)
+    )
+    return posixpath.normpath(posixpath.join(base, kind) if kind else base)

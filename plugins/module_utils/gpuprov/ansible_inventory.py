@@ -1,0 +1,1 @@
+../../../gpuprov/ansible_inventory.py
