@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.playbooks import ansible_playbook
 
 from gpuprov.core import reports, variables
 
@@ -60,15 +59,8 @@ def folders(project: Path, *args: str) -> dict[str, str]:
     """The role defaults' folders, as a playbook in project/playbooks resolves them."""
     (project / "playbooks").mkdir(parents=True)
     (project / "playbooks/show.yml").write_text(SHOW.format(repo=REPO))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", "playbooks/show.yml", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = ansible_playbook(
+        "-i", "localhost,", "-c", "local", "playbooks/show.yml", *args, cwd=project
     )
     assert result.returncode == 0, result.stdout + result.stderr
     shown = [line.strip(" -") for line in result.stdout.splitlines() if "=/" in line]

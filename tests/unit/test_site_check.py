@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from support.playbooks import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,16 +16,7 @@ def run_site(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_play(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    env["PATH"] = f"{REPO / '.venv/bin'}:{env['PATH']}"
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), playbook, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return ansible_playbook("-i", str(inventory), playbook, *args)
 
 
 def test_a_bad_inventory_stops_site_yml_in_the_first_play():

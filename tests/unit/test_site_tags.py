@@ -6,12 +6,11 @@ contacts no host, so the lists below are what a tagged run would execute.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.playbooks import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 PLAY = re.compile(r"^  play #\d+ \([^)]*\): (?P<name>.+?)\tTAGS: ")
@@ -31,16 +30,7 @@ SUMMARY = "Tell every user how to connect to their workspaces"
 
 def listed(playbook: str, *args: str) -> dict[str, list[str]]:
     """Each play of the listing with the tasks it would run, argument checks left out."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", "inventories/example", playbook, "--list-tasks", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = ansible_playbook("-i", "inventories/example", playbook, "--list-tasks", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     plays: dict[str, list[str]] = {}
     tasks: list[str] = []
@@ -123,15 +113,6 @@ SHOW_IMAGE = """\
 def test_tagged_workspaces_run_the_image_the_image_play_left(tmp_path, extra, expected):
     play = tmp_path / "show.yml"
     play.write_text(SHOW_IMAGE.format(repo=REPO, digest="a" * 64, image_id="b" * 64))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(play), *extra],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = ansible_playbook("-i", "localhost,", "-c", "local", str(play), *extra, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"msg: image={expected}" in result.stdout
