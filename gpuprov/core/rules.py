@@ -42,7 +42,6 @@ from .variables import (
     IMAGE_DEFAULT_UID,
     PREFIX,
     RESERVED_USERS,
-    RUN_VARIABLES,
     TEAM_VARIABLES,
 )
 
@@ -59,18 +58,6 @@ def _schema_findings(inventory: Inventory) -> Iterator[Finding]:
 
 
 def _variable_findings(name: str, sourced: Sourced, subject: str) -> Iterator[Finding]:
-    if name in RUN_VARIABLES:
-        if sourced.origin.command_line:
-            return
-        yield Finding.at(
-            sourced.origin,
-            subject,
-            name,
-            f"is read by {RUN_VARIABLES[name]} from the command line only (play "
-            "keywords do not see inventory variables), so here it would do nothing",
-            f"remove it and pass -e {name}=VALUE",
-        )
-        return
     if name in FACTS:
         yield Finding.at(
             sourced.origin,

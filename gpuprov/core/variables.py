@@ -13,6 +13,7 @@ import posixpath
 from typing import Any
 
 from . import image_ref
+from . import rollout_settings as rollout
 from .allocation import KIND_OFFSETS
 from .schema import AnyOf, Bool, Int, ListOf, Map, Node, Num, Secret, Str
 
@@ -262,6 +263,22 @@ HOST_VARIABLES: dict[str, Node] = {
         "and the rollout write gpuprov.prom there. Unset: no metrics.",
     ),
 }
+
+
+def _rollout_setting(rule: Any) -> Any:
+    """The schema's check for a rollout setting: the rollout's own parser says what is wrong."""
+
+    def check(value: str) -> str | None:
+        try:
+            rule(value)
+        except rollout.RolloutError as error:
+            return str(error).split(": ", 1)[1]
+        return None
+
+    return check
+
+
+_BATCH = _rollout_setting(lambda value: rollout.batches([value]))
 # Variables that describe the team, so they must hold for all hosts alike.
 TEAM_VARIABLES: dict[str, Node] = {
     "gpuprov_image": IMAGE,
@@ -275,6 +292,23 @@ TEAM_VARIABLES: dict[str, Node] = {
         hint="a folder on the controller, e.g. reports or /var/lib/gpuprov/reports",
         description="Where reports go on the controller (verify/<host>.json, "
         "connect/<user>.txt); a relative path is in the folder of site.yml.",
+    ),
+    "gpuprov_rollout_batches": AnyOf(
+        (
+            ListOf(AnyOf((Int(minimum=1), Str(check=_BATCH))), min_items=1),
+            Str(check=_rollout_setting(rollout.batches)),
+        ),
+        description="playbooks/upgrade.yml's batches, the canary first: hosts or percentages "
+        "of the targeted hosts; the last size repeats. On the command line: "
+        "-e gpuprov_rollout_batches=1,25%,100%.",
+    ),
+    "gpuprov_rollout_max_failed": AnyOf(
+        (
+            Int(minimum=0),
+            Str(check=_rollout_setting(lambda value: rollout.allowed_failures(value, 100))),
+        ),
+        description="How many hosts (or what percentage) may fail or become unreachable "
+        "before playbooks/upgrade.yml starts no further batch; 0 stops at the first.",
     ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
@@ -298,9 +332,9 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_metrics_dir": "",
     # reports/ beside site.yml, as from a clone (core/reports.py resolves it).
     "gpuprov_report_dir": "reports",
+    "gpuprov_rollout_batches": list(rollout.DEFAULT_BATCHES),
+    "gpuprov_rollout_max_failed": 0,
 }
-# Variables a playbook reads in a play keyword (serial), where only -e reaches.
-RUN_VARIABLES = {"gpuprov_rollout_batch": "playbooks/upgrade.yml"}
 # Facts gpuprov's roles set during a run; an inventory that sets one would be overridden.
 FACTS = {"gpuprov_team_image_run": "the team_image role"}
 

@@ -335,3 +335,8 @@ def running_image(containers: list[dict[str, Any]]) -> str:
     if not counts:
         return ""
     return min(counts, key=lambda image: (-counts[image], image))
+
+
+def image_for(plan: Mapping[str, Any], image: str, overrides: Mapping[str, str]) -> str:
+    """The image one workspace runs: its own from ``overrides`` (a rollback), else ``image``."""
+    return overrides.get(container_name(plan["user"], plan["kind"])) or image

@@ -20,6 +20,7 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
     metrics,
     reports,
     rollout,
+    rollout_settings,
     rules,
     user_layer,
     variables,
@@ -54,6 +55,11 @@ def workspaces(
         return [asdict(limits.fit(w, size)) for w in planned]
     except limits.LimitError as error:
         raise AnsibleFilterError(str(error)) from error
+
+
+def host_workspaces(host: str, hostvars: Any, hosts: list[str]) -> list[dict[str, Any]]:
+    """``workspaces`` with the host first, for ``map`` over a list of hosts."""
+    return workspaces(hostvars, hosts, host)
 
 
 def container_spec(
@@ -92,6 +98,18 @@ def stale(
     return workspace.stale_containers(plan, containers, data_root)
 
 
+def _rollout(rule: Any) -> Any:
+    """A rollout rule as a filter: its RolloutError reads as the play's error."""
+
+    def filtered(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return rule(*args, **kwargs)
+        except rollout_settings.RolloutError as error:
+            raise AnsibleFilterError(str(error)) from error
+
+    return filtered
+
+
 def connect_summary(
     plan: list[dict[str, Any]], user: str, host: str, host_address: str, secrets_dir: str
 ) -> str:
@@ -102,6 +120,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gpuprov_workspaces": workspaces,
+            "gpuprov_host_workspaces": host_workspaces,
             "gpuprov_default": variables.default,
             "gpuprov_label": labels.label_for,
             "gpuprov_container_spec": container_spec,
@@ -113,10 +132,23 @@ class FilterModule:
             "gpuprov_workspaces_stale": stale,
             "gpuprov_running_image": workspace.running_image,
             "gpuprov_workload_skip": host_facts.workload_skip,
-            "gpuprov_rollout_moves": rollout.moves,
+            "gpuprov_rollout_moves": rollout.host_moves,
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
             "gpuprov_rollout_outcome": metrics.rollout_outcome,
+            "gpuprov_rollout_batches": _rollout(rollout_settings.batches),
+            "gpuprov_rollout_serial": _rollout(rollout.serial),
+            "gpuprov_rollout_previous_image": rollout.previous_image,
+            "gpuprov_rollout_allowed_failures": _rollout(rollout_settings.allowed_failures),
+            "gpuprov_rollout_budget": rollout.budget_message,
+            "gpuprov_rollout_preflight": rollout.preflight_message,
+            "gpuprov_rollout_plan_table": _rollout(rollout.plan_table),
+            "gpuprov_rollout_run": rollout.controller_run,
+            "gpuprov_rollout_lock": rollout.lock_blocker,
+            "gpuprov_rollout_expected_holder": rollout.expected_holder,
+            "gpuprov_rollback_images": _rollout(rollout.rollback_images),
+            "gpuprov_workspace_images": rollout.workspace_images,
+            "gpuprov_workspace_image": workspace.image_for,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_layer_note": user_layer.reinstall_note,
             "gpuprov_report_path": reports.report_dir,

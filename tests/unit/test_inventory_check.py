@@ -25,11 +25,11 @@ EXPECTED = {
         "gpuprov_bind_adress",
         "did you mean 'gpuprov_bind_address'",
     ),
-    "rollout-batch-in-inventory": (
+    "rollout-batch-of-zero": (
         "settings.yml",
         "group 'all'",
-        "gpuprov_rollout_batch",
-        "is read by playbooks/upgrade.yml from the command line only",
+        "gpuprov_rollout_batches[1]",
+        "expected an integer >= 1",
     ),
     "wrong-type-uid": ("users.yml", "user 'alice'", "gpuprov_users[0].uid", "expected an integer"),
     "duplicate-user-name": (

@@ -57,14 +57,20 @@ def test_the_check_validates_the_plays_own_variables_extra_vars_too():
     assert "is not an IP address" in bad.stdout
 
 
-def test_a_run_variable_belongs_on_the_command_line():
+def test_rollout_batches_come_from_the_inventory_or_the_command_line():
+    """key=value on the command line is a comma list; the check reads both with the rollout's
+    own parser, and names the bad batch."""
     example = REPO / "inventories/example"
-    given = run_play(example, "playbooks/check.yml", "-e", "gpuprov_rollout_batch=2")
+    given = run_play(example, "playbooks/check.yml", "-e", "gpuprov_rollout_batches=1,25%,100%")
     assert given.returncode == 0, given.stdout
-    in_file = run_play(REPO / "tests/unit/bad_inventories/rollout-batch-in-inventory",
+    bad = run_play(example, "playbooks/check.yml", "-e", "gpuprov_rollout_batches=1,quarter")
+    assert bad.returncode != 0
+    said = " ".join(bad.stdout.split())
+    assert "gpuprov_rollout_batches: 'quarter' is not a batch size" in said, said[-2000:]
+    in_file = run_play(REPO / "tests/unit/bad_inventories/rollout-batch-of-zero",
                        "playbooks/check.yml")  # fmt: skip
     assert in_file.returncode != 0
-    assert "gpuprov_rollout_batch: is read by playbooks/upgrade.yml" in in_file.stdout
+    assert "gpuprov_rollout_batches[1]" in in_file.stdout
 
 
 def test_a_template_that_runs_a_command_stops_site_yml_before_it_runs(tmp_path):
