@@ -151,6 +151,7 @@ def finish(
             "image": image,
             "target": state.get("target", image),
             "previous": state.get("previous", {}),
+            "resumed_from": state.get("resumed_from", ""),
         }
         with open(os.path.join(folder, HISTORY_FILE), "a", encoding="utf-8") as out:
             out.write(json.dumps(entry, sort_keys=True) + "\n")

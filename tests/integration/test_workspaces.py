@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -239,9 +240,7 @@ class Team:
         (self.root / "vault-pass").write_text(VAULT_PASSWORD)
         return self.root / "inv"
 
-    def play(
-        self, *playbooks: str, check: bool = True, extra: tuple[str, ...] = ()
-    ) -> subprocess.CompletedProcess:
+    def command(self, playbooks: tuple[str, ...], extra: tuple[str, ...]) -> tuple[list, dict]:
         inventory = self.write()
         env = {
             **os.environ,
@@ -257,6 +256,20 @@ class Team:
             *(playbooks or ("playbooks/check.yml", "playbooks/workspaces.yml",
                             "playbooks/summary.yml")),
         ]  # fmt: skip
+        return argv, env
+
+    def start(self, *playbooks: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+        """A run in the background, in its own process group (a test may kill it)."""
+        argv, env = self.command(playbooks, extra)
+        return subprocess.Popen(
+            argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+
+    def play(
+        self, *playbooks: str, check: bool = True, extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
+        argv, env = self.command(playbooks, extra)
         started = time.monotonic()
         proc = subprocess.run(
             argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False,
@@ -858,15 +871,19 @@ def test_an_image_upgrade_recreates_on_the_pin_and_keeps_host_keys_and_data(team
 # ---------------------------------------------------------------- rollouts
 
 # The bed has no GPU (the host gates fail on it), the test images no torch (the
-# audit fails on them) and little disk; the gates' own tests turn them back on.
-ROLLOUT = ("-e", "gpuprov_rollout_batch=1", "-e", "team_image_min_free=64m")
+# audit and the torch probe fail on them) and little disk; the gates' own tests
+# turn them back on. The default batches: h100 is the canary, oldgpu follows.
+ROLLOUT = (
+    "-e", "team_image_min_free=64m", "-e", "rollout_health_torch=false",
+    "-e", "rollout_min_healthy_time=2",
+)  # fmt: skip
 NO_GATES = (*ROLLOUT, "-e", "rollout_verify=false", "-e", "team_image_audit=false")
 
 
-def running_on(testbed: TestBed, image_ref: str) -> dict[str, bool]:
+def running_on(testbed: TestBed, image_ref: str, hosts: tuple[str, ...] = HOSTS) -> dict[str, bool]:
     """Whether each workspace container runs `image_ref` (compared by image ID on its host)."""
     found = {}
-    for host in HOSTS:
+    for host in hosts:
         wanted = on_host(testbed, host, f"docker image inspect -f '{{{{.Id}}}}' {image_ref}")
         for name in on_host(
             testbed, host, "docker ps -a --filter label=org.gpuprov.user --format '{{.Names}}'"
@@ -910,7 +927,7 @@ def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
         ("host gates", (*ROLLOUT, "-e", "team_image_audit=false"), "Fail the host with the"),
     ],
 )
-def test_a_failed_gate_stops_the_rollout_before_any_workspace_moves(
+def test_the_preflight_refuses_the_rollout_listing_every_blocking_host(
     team, testbed, images, gate, options, stopped_at
 ):
     before = container_ids(testbed)
@@ -921,10 +938,14 @@ def test_a_failed_gate_stops_the_rollout_before_any_workspace_moves(
         pin(team, images["v3"])
     said = " ".join(proc.stdout.split())
     assert proc.returncode != 0
-    assert f"rollout stopped on h100: {stopped_at}" in said, proc.stdout[-4000:]
-    assert f"Its workspaces are back on {images['v3']} and answer" in said
+    assert (
+        "pre-flight refused the rollout, 2 of 2 host(s) would block it, so no workspace was "
+        in (said)
+    ), said[-4000:]
+    assert f"h100: {stopped_at}" in said
+    assert f"oldgpu: {stopped_at}" in said
     assert container_ids(testbed) == before, f"the {gate} gate must stop before any change"
-    assert proc.stdout.count("PLAY [Roll the team image") == 1, "no batch after the failed one"
+    assert "PLAY [Roll the team image" not in proc.stdout, "no batch after a refused pre-flight"
 
 
 def test_a_failed_health_check_rolls_the_host_back_and_stops_the_rollout(team, testbed, images):
@@ -948,7 +969,9 @@ def test_a_failed_health_check_rolls_the_host_back_and_stops_the_rollout(team, t
         said,
     ), said[-4000:]
     assert f"Its workspaces are back on {images['v3']} and answer" in said
-    # h100 tried the broken image and is back on v3; oldgpu never moved.
+    assert proc.stdout.count("PLAY [Roll the team image") == 1, "no batch after the canary"
+    assert history(testbed, "h100")[-1]["outcome"] == "rolled_back"
+    # h100, the canary, tried the broken image and is back on v3; oldgpu never moved.
     after = container_ids(testbed)
     assert after["gpuprov-alice-jupyter"] != before["gpuprov-alice-jupyter"]
     assert after["gpuprov-carol-jupyter"] == before["gpuprov-carol-jupyter"]
@@ -958,6 +981,135 @@ def test_a_failed_health_check_rolls_the_host_back_and_stops_the_rollout(team, t
     login = workspace_ssh(testbed, team, "h100", "alice", "alice", "cat ~/probe.txt")
     assert login.stdout.strip() == "hello", login.stderr
     assert recap(team.play())["h100"]["changed"] == 0
+
+
+def history(testbed: TestBed, host: str) -> list[dict]:
+    lines = on_host(testbed, host, "cat /var/lib/gpuprov/rollout/history.jsonl", check=False)
+    return [json.loads(line) for line in lines.splitlines() if line.strip()]
+
+
+def has_state(testbed: TestBed, host: str) -> bool:
+    probe = "test -f /var/lib/gpuprov/rollout/state.json && echo yes"
+    return on_host(testbed, host, probe, check=False) == "yes"
+
+
+# What Jupyter itself writes into a home while it runs (kernel and server runtime
+# files, the lab workspace layout); every other file must stay byte for byte.
+JUPYTER_WRITES = re.compile(r"/\.local/share/jupyter/runtime/|/\.jupyter/lab/workspaces/")
+
+
+def home_checksums(testbed: TestBed) -> dict[str, str]:
+    """sha256 of every file in every workspace home on the hosts, Jupyter's own files aside."""
+    sums = {}
+    for host in HOSTS:
+        out = on_host(
+            testbed, host,
+            "cd /srv/gpuprov && find . -path './*/home/*' -type f -print0 | xargs -0 -r sha256sum",
+        )  # fmt: skip
+        for line in out.splitlines():
+            digest, path = line.split(maxsplit=1)
+            if not JUPYTER_WRITES.search(path):
+                sums[f"{host}:{path}"] = digest
+    return sums
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbed, images):
+    """Batches of 2: oldgpu goes down while its batch runs; h100 of the same batch finishes,
+    notoolkit's batch never starts; once oldgpu is back, the same command finishes the job."""
+    sums = home_checksums(testbed)
+    team.hosts.append("notoolkit")  # a third host, for a batch after the lost one
+    pin(team, images["v2"])
+    extra = (*NO_GATES, "-e", "gpuprov_rollout_batches=2", "-e", "rollout_min_healthy_time=20")
+    try:
+        run = team.start("playbooks/upgrade.yml", extra=extra)
+        try:
+            wait_for(lambda: has_state(testbed, "oldgpu"), 300, "oldgpu's rollout record")
+            testbed.stop_host("oldgpu")
+            output, _ = run.communicate(timeout=600)
+        finally:
+            run.kill()
+        said = " ".join(output.split())
+        assert run.returncode != 0
+        assert "rollout stopped: 1 host(s) failed or became unreachable (oldgpu), more than " in (
+            said
+        ), said[-4000:]
+        assert re.search(r"^notoolkit\s+: ok=\d+\s+changed=0\s", output, re.MULTILINE)
+        assert running_on(testbed, images["v2"], ("h100",)) == {
+            "gpuprov-alice-jupyter": True,
+            "gpuprov-alice-ssh": True,
+        }
+        assert not has_state(testbed, "h100")
+    finally:
+        if not testbed._running("oldgpu"):
+            testbed.start_host("oldgpu")
+    team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    team.hosts.remove("notoolkit")
+    assert all(running_on(testbed, images["v2"]).values())
+    assert not has_state(testbed, "oldgpu")
+    resumed = history(testbed, "oldgpu")[-1]
+    assert (resumed["outcome"], resumed["image"]) == ("rolled_out", images["v2"])
+    assert resumed["previous"] == {"gpuprov-carol-jupyter": images["v3"]}
+    assert home_checksums(testbed) == sums
+
+
+def test_a_killed_controller_then_the_same_command_converges_with_the_right_history(
+    team, testbed, images
+):
+    pin(team, images["v3"])
+    run = team.start(
+        "playbooks/upgrade.yml", extra=(*NO_GATES, "-e", "rollout_min_healthy_time=20")
+    )
+    try:
+        wait_for(lambda: has_state(testbed, "h100"), 300, "h100's rollout record")
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        run.kill()
+    assert has_state(testbed, "h100"), "the killed run left h100 mid-rollout"
+    team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    assert all(running_on(testbed, images["v3"]).values())
+    for host in HOSTS:
+        assert not has_state(testbed, host)
+        names = on_host(testbed, host, "docker ps -a --filter label=org.gpuprov.user "
+                        "--format '{{.Names}}'").split()  # fmt: skip
+        assert len(names) == len(set(names)), f"duplicate containers on {host}: {names}"
+    last = history(testbed, "h100")[-1]
+    assert last["outcome"] == "rolled_out"
+    assert last["resumed_from"] not in ("", last["run"]), "the second run took over the first's"
+    assert last["previous"] == {
+        "gpuprov-alice-jupyter": images["v2"],
+        "gpuprov-alice-ssh": images["v2"],
+    }
+
+
+def test_rollback_goes_to_the_previous_image_then_to_an_older_one_from_the_history(
+    team, testbed, images
+):
+    sums = home_checksums(testbed)
+    preview = team.play("playbooks/rollback.yml", extra=(*NO_GATES, "--check"))
+    assert {h: c["changed"] for h, c in recap(preview).items()} == {"h100": 1, "oldgpu": 1}
+    team.play("playbooks/rollback.yml", extra=NO_GATES)
+    assert all(running_on(testbed, images["v2"]).values())
+    older = ("-e", f"rollout_rollback_to={images['v3']}")
+    team.play("playbooks/rollback.yml", extra=(*NO_GATES, *older))
+    assert all(running_on(testbed, images["v3"]).values())
+    unknown = team.play(
+        "playbooks/rollback.yml", check=False, extra=(*NO_GATES, "-e", "rollout_rollback_to=v0")
+    )
+    said = " ".join(unknown.stdout.split())
+    assert "pre-flight refused the rollout" in said
+    assert "rollback_to: v0 is not in h100's history; the images on record are: " in said
+    assert all(running_on(testbed, images["v3"]).values())
+    assert home_checksums(testbed) == sums
+    assert recap(team.play("playbooks/upgrade.yml", extra=NO_GATES))["h100"]["changed"] == 0
 
 
 # ---------------------------------------------------------------- onboarding

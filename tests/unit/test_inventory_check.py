@@ -29,7 +29,7 @@ EXPECTED = {
         "settings.yml",
         "group 'all'",
         "gpuprov_rollout_batches[1]",
-        "expected an integer >= 1",
+        "0 is below the minimum 1",
     ),
     "wrong-type-uid": ("users.yml", "user 'alice'", "gpuprov_users[0].uid", "expected an integer"),
     "duplicate-user-name": (

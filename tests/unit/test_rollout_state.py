@@ -49,7 +49,7 @@ def test_finishing_writes_the_history_and_frees_the_host(tmp_path):
     entry = rollout_state.finish(str(tmp_path), RUN, "rolled_out", "v3", "t3")
     assert entry == {
         "time": "t3", "run": RUN["id"], "outcome": "rolled_out", "image": "v3",
-        "target": "v3", "previous": RUNNING,
+        "target": "v3", "previous": RUNNING, "resumed_from": "",
     }  # fmt: skip
     assert not (tmp_path / "state.json").exists()
     rollout_state.begin(str(tmp_path), LATER, "v2", {"gpuprov-alice-jupyter": "v3"}, "", "t4")
