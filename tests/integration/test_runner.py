@@ -26,7 +26,6 @@ from support import collection
 from test_verify_playbook import CHECK_ORDER, GPU_VARS, PROMISES
 from testbed import TestBed
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 HOSTS = ("h100", "oldgpu", "notoolkit")
 IDENT = "verify-1"
