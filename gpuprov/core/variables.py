@@ -291,7 +291,8 @@ TEAM_VARIABLES: dict[str, Node] = {
         pattern=r"\S(.*\S)?",
         hint="a folder on the controller, e.g. reports or /var/lib/gpuprov/reports",
         description="Where reports go on the controller (verify/<host>.json, "
-        "connect/<user>.txt); a relative path is in the folder of site.yml.",
+        "connect/<user>.txt); a relative path is in the folder of site.yml, or under "
+        "ansible-runner (AWX too) in the job's artifacts folder.",
     ),
     "gpuprov_rollout_batches": AnyOf(
         (

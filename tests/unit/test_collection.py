@@ -8,31 +8,15 @@ Environment that holds only the collection (and community.docker) runs.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
+from support import collection
 
 REPO = Path(__file__).resolve().parents[2]
-# Imported by Python at start-up from PYTHONPATH: gpuprov and gpuprov.* fail to import.
-NO_GPUPROV = '''\
-import sys
-
-
-class NoGpuprov:
-    """Refuses the gpuprov package, as in an Execution Environment without it."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "gpuprov" or name.startswith("gpuprov."):
-            raise ImportError(f"{name} is not installed here (test_collection)")
-        return None
-
-
-sys.meta_path.insert(0, NoGpuprov())
-'''
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -45,24 +29,13 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def installed(tmp_path_factory) -> dict[str, object]:
     """The built tarball, the collections folder it went into, and an env without gpuprov."""
     root = tmp_path_factory.mktemp("collection")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    built = run(
-        ["ansible-galaxy", "collection", "build", "--output-path", str(root), str(REPO)],
-        root,
-        env,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    tarball = root / "gpuprov-gpu-0.1.0.tar.gz"
+    env = collection.env_outside_the_clone()
+    tarball = collection.build(root, env)
     collections = root / "collections"
-    install = ["ansible-galaxy", "collection", "install", "--offline", "-p", str(collections)]
-    done = run([*install, str(tarball)], root, env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    collection.install(tarball, collections, env)
     (root / "ansible.cfg").write_text(f"[defaults]\ncollections_path = {collections}\n")
-    (root / "site").mkdir()
-    (root / "site/sitecustomize.py").write_text(NO_GPUPROV)
     env["ANSIBLE_CONFIG"] = str(root / "ansible.cfg")
-    env["PYTHONPATH"] = str(root / "site")
+    env["PYTHONPATH"] = str(collection.without_gpuprov(root / "site"))
     return {"root": root, "tarball": tarball, "collections": collections, "env": env}
 
 

@@ -29,6 +29,23 @@ REPO = Path(__file__).resolve().parents[2]
 )  # fmt: skip
 def test_report_dir(setting, playbook_dir, kind, expected):
     assert reports.report_dir(setting, playbook_dir, kind) == expected
+    # Outside ansible-runner the job's artifacts folder is empty: the same place.
+    assert reports.report_dir(setting, playbook_dir, kind, "") == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("reports", "/runner/artifacts/7/reports/verify"),
+        ("out/../team", "/runner/artifacts/7/team/verify"),
+        # An absolute folder is what the job template asked for, runner or not.
+        ("/srv/reports", "/srv/reports/verify"),
+    ],
+)
+def test_under_the_runner_a_relative_folder_is_in_the_job_artifacts(setting, expected):
+    assert reports.report_dir(setting, "/runner/project", "verify", "/runner/artifacts/7") == (
+        expected
+    )
 
 
 def test_the_default_keeps_reports_in_the_clone():
@@ -80,4 +97,19 @@ def test_the_roles_write_to_the_folder_given(tmp_path):
     assert shown == {
         "verify": "/runner/artifacts/7/verify",
         "connect": "/runner/artifacts/7/connect",
+    }
+
+
+def test_under_ansible_runner_the_roles_write_to_the_job_artifacts(tmp_path, monkeypatch):
+    """ansible-runner sets AWX_ISOLATED_DATA_DIR to the job's artifacts folder (AWX's too)."""
+    artifacts = tmp_path / "artifacts" / "job-7"
+    monkeypatch.setenv("AWX_ISOLATED_DATA_DIR", str(artifacts))
+    assert folders(tmp_path / "project") == {
+        "verify": f"{artifacts}/reports/verify",
+        "connect": f"{artifacts}/reports/connect",
+    }
+    shown = folders(tmp_path / "other", "-e", "gpuprov_report_dir=/srv/gpuprov-reports")
+    assert shown == {
+        "verify": "/srv/gpuprov-reports/verify",
+        "connect": "/srv/gpuprov-reports/connect",
     }
