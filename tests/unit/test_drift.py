@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.drift import plain_pip, team_image, user_home
 from support.layouts import conda_pkg
-from support.wheels import make_wheel
 
-from gpuprov.core import drift, user_layer
+from gpuprov.core import drift
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 OLD_LAYER = "py3.10-torch2.6.0-cu124"
@@ -23,65 +23,12 @@ OLD_LAYER = "py3.10-torch2.6.0-cu124"
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    """A venv standing in for the image's /opt/venv (torch and a team package), prepared
-    by prepare-image, and the wheels users have."""
-    root = tmp_path_factory.mktemp("drift")
-    wheels = root / "wheels"
-    make_wheel(wheels, "torch", "2.7.1+cu126")
-    make_wheel(wheels, "torch", "2.6.0+cu124")
-    make_wheel(wheels, "teampkg", "1.0")
-    make_wheel(wheels, "teampkg", "2.0")
-    make_wheel(wheels, "userpkg", "0.1")
-    make_wheel(wheels, "torch-scatter", "2.1.2+pt25cu124")
-    make_wheel(wheels, "torch-scatter", "2.1.2+pt27cu126")
-    make_wheel(wheels, "oldtorchdep", "1.0", requires=("torch==2.5.1",))
-    make_wheel(wheels, "numpy", "1.26.4")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))},
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheels),
-        "GPUPROV_IMAGE_DIR": str(root / "image"),
-    }
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
-    python = str(venv / "bin" / "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "teampkg==1.0", "torch==2.7.1+cu126"],
-        check=True,
-        env=env,
-    )
-    source = Path(user_layer.__file__)
-    subprocess.run([python, str(source), "prepare-image", "", "team@sha256:1"], check=True, env=env)
-    return {"root": root, "env": env, "python": python, "bin": root / "image" / "bin"}
-
-
-def plain_pip(image: dict, *args: str) -> None:
-    """pip without the workspace's guard rails: how drift gets planted."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *args],
-        env=image["env"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    return team_image(tmp_path_factory.mktemp("drift"))
 
 
 @pytest.fixture
 def home(image, tmp_path):
-    """A user's home whose layer holds a package installed the supported way."""
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**image["env"], "HOME": str(home)}
-    done = subprocess.run(
-        [str(image["bin"] / "pip"), "install", "-q", "userpkg"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
+    return user_home(image, tmp_path / "home")
 
 
 def layer(home: Path) -> Path:
