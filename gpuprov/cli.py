@@ -11,7 +11,7 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from .core import image_pin, inventory, knowledge, plan, probe, rules
+from .core import image_pin, inventory, knowledge, plan, probe, rules, workspace_drift
 from .core.text_table import text_table
 
 if TYPE_CHECKING:
@@ -125,9 +125,31 @@ def _pin(args: argparse.Namespace) -> dict:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.workspaces == bool(args.image):
+        print("gpuprov audit: give an IMAGE or --workspaces (and not both)", file=sys.stderr)
+        return 2
+    if args.workspaces:
+        return _audit_workspaces(args)
     from . import image_cli
 
     return image_cli.audit(args.image, _pin(args), args.json, args.docker_host)
+
+
+def _audit_workspaces(args: argparse.Namespace) -> int:
+    from . import fleet
+
+    found, selected = _load(args)
+    live = sys.stderr.isatty() and not args.json
+    rows = fleet.audit_workspaces(
+        fleet.targets(found, selected),
+        timeout=args.timeout,
+        deadline=args.deadline,
+        on_progress=_progress if live else None,
+    )
+    if live:
+        sys.stderr.write("\r\033[K")
+    print(json.dumps({"workspaces": rows}, indent=2) if args.json else workspace_drift.render(rows))
+    return workspace_drift.exit_code(rows)
 
 
 def cmd_image_pin(args: argparse.Namespace) -> int:
@@ -155,6 +177,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         deadline=args.deadline,
         on_progress=_progress if live else None,
+        script=fleet.status_script(args.timeout),
     )
     if live:
         sys.stderr.write("\r\033[K")
@@ -238,8 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     plan_command = add("plan", cmd_plan, "Show every workspace with its host, port and GPUs.")
     limit(plan_command)
     plan_command.add_argument("--json", action="store_true", help="print JSON")
-    audit = add("audit", cmd_audit, "Audit an image's packages and labels against the pin.")
-    audit.add_argument("image", help="image name, reference@digest or ID (on the local engine)")
+    audit = add(
+        "audit",
+        cmd_audit,
+        "Audit an image's packages and labels against the pin, or (--workspaces) the "
+        "drift of every running workspace, inspected inside it as its user.",
+    )
+    audit.add_argument(
+        "image", nargs="?", help="image name, reference@digest or ID (on the local engine)"
+    )
+    audit.add_argument(
+        "--workspaces",
+        action="store_true",
+        help="audit the running workspaces of the inventory's hosts instead of an image: "
+        "exit 0 clean, 1 drift, 2 a workspace or host could not be inspected",
+    )
+    limit(audit)
+    audit.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="with --workspaces: seconds each host gets in all (default 60)",
+    )
+    audit.add_argument(
+        "--deadline", type=float, help="with --workspaces: seconds the whole run may take"
+    )
     audit.add_argument("--json", action="store_true", help="print JSON")
     audit.add_argument("-H", "--docker-host", help="Docker daemon (default: DOCKER_HOST)")
     facts = commands.add_parser(

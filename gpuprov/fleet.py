@@ -29,7 +29,7 @@ from typing import Any
 
 import paramiko
 
-from .core import inventory, probe
+from .core import drift, inventory, probe, workspace_drift
 from .core.known_hosts import HostKeyVerdict, KnownHosts, host_name
 
 # Enough to keep a large fleet's round trips overlapping, few enough for the
@@ -204,8 +204,8 @@ def _read(channel: paramiko.Channel, deadline: float) -> tuple[str, bool]:
         chunks.append(data)
 
 
-def _local(target: Target, seconds: float) -> tuple[str, bool]:
-    command = ["sh", "-c", probe.remote_command(math.ceil(seconds), target.become_user)]
+def _local(target: Target, seconds: float, script: str) -> tuple[str, bool]:
+    command = ["sh", "-c", probe.remote_command(math.ceil(seconds), target.become_user, script)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 3)
     except subprocess.TimeoutExpired as expired:
@@ -214,7 +214,7 @@ def _local(target: Target, seconds: float) -> tuple[str, bool]:
     return done.stdout, done.returncode == 124
 
 
-def _remote(target: Target, seconds: float, known: KnownHosts) -> tuple[str, bool]:
+def _remote(target: Target, seconds: float, known: KnownHosts, script: str) -> tuple[str, bool]:
     deadline = time.monotonic() + seconds
     connect: dict[str, Any] = {
         "hostname": target.address,
@@ -239,7 +239,7 @@ def _remote(target: Target, seconds: float, known: KnownHosts) -> tuple[str, boo
         left = max(1, math.ceil(deadline - time.monotonic()))
         # sudo's own refusal goes to stderr: keep it with the probe's output.
         channel.set_combine_stderr(True)
-        channel.exec_command(probe.remote_command(left, target.become_user))
+        channel.exec_command(probe.remote_command(left, target.become_user, script))
         channel.shutdown_write()
         output, timed_out = _read(channel, deadline)
         if not timed_out and channel.recv_exit_status() == 124:
@@ -259,13 +259,21 @@ def _sudo_refused(target: Target, output: str) -> str | None:
     return None
 
 
-def probe_one(target: Target, timeout: float = 10.0, known: KnownHosts | None = None) -> Result:
-    """One host, bounded by `timeout` seconds in all."""
+def probe_one(
+    target: Target,
+    timeout: float = 10.0,
+    known: KnownHosts | None = None,
+    script: str = probe.PROBE_SCRIPT,
+) -> Result:
+    """One host, bounded by `timeout` seconds in all; ``script`` is the probe it runs
+    (probe.status_script adds the workspaces' drift)."""
     started = time.monotonic()
     known = known if known is not None else KnownHosts()
     try:
         output, timed_out = (
-            _local(target, timeout) if target.local else _remote(target, timeout, known)
+            _local(target, timeout, script)
+            if target.local
+            else _remote(target, timeout, known, script)
         )
     except (OSError, EOFError, paramiko.SSHException) as error:
         return Result(target, None, _cause(error, target, timeout), False, _since(started))
@@ -312,6 +320,7 @@ def probe_all(
     timeout: float = 10.0,
     deadline: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    script: str = probe.PROBE_SCRIPT,
 ) -> list[Result]:
     """Every host at once; each bounded by `timeout`, the whole run by `deadline` seconds.
 
@@ -339,7 +348,7 @@ def probe_all(
                 return
             with lock:
                 progress.started[target.name] = time.monotonic()
-            answers.put(probe_one(target, timeout, known[target.known_hosts_files]))
+            answers.put(probe_one(target, timeout, known[target.known_hosts_files], script))
 
     for _ in range(min(MAX_WORKERS, len(found))):
         threading.Thread(target=work, daemon=True).start()
@@ -372,3 +381,40 @@ def probe_all(
                 target, None, f"not answered within the run's deadline of {deadline:.0f} s", True
             )
     return [results[target.name] for target in found]
+
+
+def status_script(timeout: float) -> str:
+    """The status probe with every running workspace's drift inspection, which gets what
+    the host's own bound leaves after the rest of the probe."""
+    return probe.status_script(drift.program(), max(1, math.ceil(timeout) - 2))
+
+
+def drift_rows(results: list[Result]) -> list[dict[str, Any]]:
+    """The workspaces' drift from status_script's results: a host that was not read, whose
+    Docker did not answer, or that was cut short before any workspace answered, is
+    one unknown row that says why."""
+    rows = []
+    for result in results:
+        status = result.status
+        if status is None or status.docker is None or (result.timed_out and not status.drift):
+            why = result.error or (
+                next((p for p in status.problems if p.startswith("Docker")), None)
+                if status
+                else None
+            )
+            rows += workspace_drift.host_rows(result.target.name, None, why)
+        else:
+            rows += workspace_drift.host_rows(result.target.name, status.drift, None)
+    return rows
+
+
+def audit_workspaces(
+    found: list[Target],
+    timeout: float = 60.0,
+    deadline: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The drift of every running workspace on ``found`` hosts, inspected inside each as
+    its user, all hosts at once: `gpuprov audit --workspaces` and the rollout's
+    pre-flight. workspace_drift.exit_code tells clean (0), drift (1) and unknown (2)."""
+    return drift_rows(probe_all(found, timeout, deadline, on_progress, status_script(timeout)))

@@ -23,6 +23,7 @@ from .nvidia import (
     parse_query_gpu,
 )
 from .text_table import text_table
+from .workspace_drift import WorkspaceDrift, for_workspaces, read, summary
 
 SEPARATOR = "@@gpuprov@@"
 
@@ -54,6 +55,32 @@ PROBE_SCRIPT = "; ".join(
 )
 
 
+def drift_script(program: str, seconds: int) -> str:
+    """Every running workspace's drift inspection (``program``, drift.program()), run
+    inside it as the user it runs as, never root, all at once, each bounded by
+    ``seconds``; each prints a section named after its container and user when all are
+    done."""
+    who = '{{.Name}} {{.Config.User}} {{index .Config.Labels "' + USER_LABEL + '"}}'
+    one = (
+        f'set -- $(docker inspect --format {shlex.quote(who)} "$id"); '
+        f'echo "{SEPARATOR} drift ${{1#/}} $3"; '
+        'case "$2" in ""|0|0:*|root|root:*) '
+        'echo "it runs as root: the drift inspection runs only as the user"; exit 126;; esac; '
+        f'printf "%s\\n" "$P" | timeout {seconds} docker exec -i -u "$2" "$id" python3 -'
+    )
+    return (
+        f"P={shlex.quote(program)}; d=$(mktemp -d) || exit 1; "
+        f"for id in $(docker ps -q --filter label={USER_LABEL}); do "
+        f'( ( {one} ) 2>&1; echo "{SEPARATOR} rc=$?" ) >"$d/$id" & done; '
+        'wait; cat "$d"/* 2>/dev/null; rm -rf "$d"'
+    )
+
+
+def status_script(program: str, seconds: int) -> str:
+    """PROBE_SCRIPT, then the drift inspection of every running workspace."""
+    return f"{PROBE_SCRIPT}; {drift_script(program, seconds)}"
+
+
 @dataclass(frozen=True)
 class Section:
     output: str
@@ -71,6 +98,8 @@ class HostStatus:
     problems: tuple[str, ...] = field(default=())
     # The image each running workspace was started from (its org.gpuprov.image label).
     images: tuple[str, ...] = ()
+    # Each running workspace's drift, unknown where its inspection did not answer.
+    drift: tuple[WorkspaceDrift, ...] = ()
 
 
 def split_sections(output: str) -> dict[str, Section]:
@@ -130,7 +159,16 @@ def parse(output: str) -> HostStatus:
         if docker
         else ()
     )
-    return HostStatus(hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems), images)
+    answered = {}
+    for name, section in sections.items():
+        if name.startswith("drift "):
+            workspace, _, user = name.removeprefix("drift ").partition(" ")
+            answered[workspace] = read(workspace, user, section.output, section.rc)
+    listed = [(line.split()[0], line.split()[1]) for line in workspaces if len(line.split()) > 1]
+    drift = for_workspaces(listed, answered) if docker else ()
+    return HostStatus(
+        hostname, driver, gpus, toolkit, docker, workspaces, tuple(problems), images, drift
+    )
 
 
 def _docker_problem(section: Section) -> str:
@@ -168,11 +206,11 @@ def pin_state(images: tuple[str, ...], pinned: set[str]) -> str:
     return "pin" if on_pin == len(images) else f"{on_pin}/{len(images)} on pin"
 
 
-def remote_command(seconds: int, become_user: str | None = None) -> str:
-    """PROBE_SCRIPT as sent to a host: bounded by the host's own `timeout`, so a hung
+def remote_command(seconds: int, become_user: str | None = None, script: str = PROBE_SCRIPT) -> str:
+    """A probe script as sent to a host: bounded by the host's own `timeout`, so a hung
     nvidia-smi is ended there too, and run through `sudo -n` where the inventory
     says to become (Docker's socket often needs it); sudo never prompts."""
-    inner = f"sh -c {shlex.quote(PROBE_SCRIPT)}"
+    inner = f"sh -c {shlex.quote(script)}"
     if become_user:
         inner = f"sudo -n -u {shlex.quote(become_user)} -- {inner}"
     return (
@@ -243,6 +281,8 @@ def host_report(
         docker=status.docker,
         workspaces=list(status.workspaces),
         image=pin_state(status.images, pinned),
+        drift=summary(status.drift, status.docker is not None),
+        workspace_drift=[d.to_dict() for d in status.drift],
         problems=problems,
     )
     return row
@@ -258,12 +298,14 @@ def exit_code(rows: list[dict[str, Any]]) -> int:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The table, sorted by host, each problem on its own line under its host."""
-    header = ("host", "hostname", "driver", "gpus", "toolkit", "docker", "workspaces", "image")
+    header = (
+        "host", "hostname", "driver", "gpus", "toolkit", "docker", "workspaces", "image", "drift",
+    )  # fmt: skip
     table: list[tuple[str, ...]] = []
     notes: dict[int, list[str]] = {}
     for row in sorted(rows, key=lambda r: r["host"]):
         if "hostname" not in row:
-            table.append((row["host"], row["state"].upper(), "", "", "", "", "", ""))
+            table.append((row["host"], row["state"].upper(), "", "", "", "", "", "", ""))
             notes[len(table)] = [row["error"] or ""]
             continue
         table.append(
@@ -276,6 +318,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 row["docker"] or "DOWN",
                 str(len(row["workspaces"])),
                 row["image"],
+                row["drift"],
             )
         )
         notes[len(table)] = [*([row["error"]] if row["error"] else []), *row["problems"]]

@@ -65,7 +65,7 @@ def site_packages(prefix: str, python: str) -> str:
     return f"{prefix}/lib/python{python}/site-packages"
 
 
-def _python() -> str:
+def python_minor() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -265,7 +265,7 @@ def activate(environ: Mapping[str, str] = os.environ) -> str | None:
     prefix = _prefix(environ)
     if prefix is None:
         return None
-    where = site_packages(prefix, _python())
+    where = site_packages(prefix, python_minor())
     before = list(sys.path)
     site.addsitedir(where)
     # A .pth file in the layer may insert paths anywhere: what was there comes first again.
@@ -355,7 +355,7 @@ def personal_env(args: Sequence[str]) -> int:
     name = args[1]
     prefix = env_prefix(layer, name)
     if args[0] == "create":
-        Path(site_packages(prefix, _python())).mkdir(parents=True, exist_ok=True)
+        Path(site_packages(prefix, python_minor())).mkdir(parents=True, exist_ok=True)
         kernel = Path(home) / ".local/share/jupyter/kernels" / f"gpuprov-{name}"
         kernel.mkdir(parents=True, exist_ok=True)
         spec = kernel_spec(name, sys.executable)
@@ -409,7 +409,7 @@ def built_for_another_torch(version: str, torch: str, cuda_build: str | None = N
     return None
 
 
-def _image_cuda_build() -> str | None:
+def image_cuda_build() -> str | None:
     """The CUDA build this image's layer is keyed by ('cu126', 'cpu'), if any."""
     name = image_layer_name() or ""
     found = re.search(r"-(cu\d+|cpu)$", name)
@@ -422,7 +422,7 @@ def _layer_dists(environ: Mapping[str, str]) -> dict[str, dict[str, Path]]:
     found: dict[str, dict[str, Path]] = {}
     if not prefix:
         return found
-    site_dir = Path(site_packages(prefix, _python()))
+    site_dir = Path(site_packages(prefix, python_minor()))
     for folder in sorted(site_dir.glob("*.dist-info")):
         dist = metadata.PathDistribution(folder)
         found.setdefault(canonical(dist.metadata["Name"] or ""), {})[dist.version] = folder
@@ -465,7 +465,7 @@ def remove_from_layer(prefix: str, names: Iterable[str]) -> list[str]:
     """Uninstall distributions from the layer by their RECORD, as pip would: pip itself
     leaves alone what lies outside the environment it runs in, and the layer does.
     Only files inside the layer are touched. Returns the names removed."""
-    where = Path(site_packages(prefix, _python()))
+    where = Path(site_packages(prefix, python_minor()))
     root = Path(prefix).resolve()
     wanted = {canonical(name) for name in names}
     removed = []
@@ -534,7 +534,7 @@ def run_pip(args: Sequence[str]) -> int:
         name: why
         for name, version in _layer_versions(env).items()
         if version not in before.get(name, {})
-        and (why := built_for_another_torch(version, torch, _image_cuda_build()))
+        and (why := built_for_another_torch(version, torch, image_cuda_build()))
     }
     for name, why in sorted(wrong.items()):
         print(
@@ -665,7 +665,7 @@ def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
     purelib = Path(sysconfig.get_paths()["purelib"])
     quiet = {"checkForUpdates": False, "fetchNews": "false"}
     written = {
-        ABI_FILE: layer_name(_python(), torch, cuda_build) + "\n",
+        ABI_FILE: layer_name(python_minor(), torch, cuda_build) + "\n",
         CONSTRAINTS: constraints_text(distributions, image),
         str(purelib / f"{MODULE}.py"): Path(__file__).read_text(encoding="utf-8"),
         str(purelib / PTH): f"import {MODULE}; {MODULE}.activate()\n",
@@ -677,7 +677,7 @@ def prepare_image(cuda_build: str | None, image: str) -> dict[str, str]:
     conda_meta = Path(sys.prefix) / "conda-meta"
     if conda_meta.is_dir():
         written[str(conda_meta / "pinned")] = conda_pinned(conda_meta.glob("*.json"))
-    for command, verb in [(c, "pip") for c in ("pip", "pip3", f"pip{_python()}")] + [
+    for command, verb in [(c, "pip") for c in ("pip", "pip3", f"pip{python_minor()}")] + [
         ("pip-reinstall", "reinstall"),
         ("gpuprov-env", "env"),
     ]:

@@ -24,8 +24,9 @@ def test_status_reads_each_hosts_own_facts(testbed, inventory, capsys):
     assert len(hostnames) == len(testbed.hosts)
     assert "H100" in rows["h100"] and "590.48.01" in rows["h100"]
     assert "535.104.05" in rows["oldgpu"] and "L40S" in rows["oldgpu"]
-    assert rows["h100"].split()[-4] == "1.19.1"
-    assert rows["notoolkit"].split()[-4] == "-"
+    # toolkit, docker, workspaces, image, drift ('-': no workspace runs there)
+    assert rows["h100"].split()[-5] == "1.19.1"
+    assert rows["notoolkit"].split()[-5] == "-"
     assert "  ! NVIDIA Container Toolkit not installed (nvidia-ctk missing)" in out
 
 
@@ -69,8 +70,9 @@ def test_status_tells_which_hosts_run_the_pin(
         assert cli.main(["status", "-i", str(tmp_path)]) == 1
         out = capsys.readouterr().out
         rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
-        assert rows["h100"][-4:] == ["2", "1/2", "on", "pin"], rows["h100"]
-        assert rows["oldgpu"][-2:] == ["0", "-"], rows["oldgpu"]
+        # Both run as root, which the drift inspection never does: unknown, never ok.
+        assert rows["h100"][-6:] == ["2", "1/2", "on", "pin", "2", "unknown"], rows["h100"]
+        assert rows["oldgpu"][-3:] == ["0", "-", "-"], rows["oldgpu"]
         assert "  ! workspaces off the pin: 1/2 on pin" in out
     finally:
         testbed.ssh("h100", "docker rm -f ws-new ws-old >/dev/null", check=False)

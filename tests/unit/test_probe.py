@@ -230,8 +230,11 @@ def test_the_report_its_exit_status_and_table():
     table = probe.render([*rows, cut, gone]).splitlines()
     assert table[0].split() == [
         "host", "hostname", "driver", "gpus", "toolkit", "docker", "workspaces", "image",
+        "drift",
     ]  # fmt: skip
     assert table[1].split()[:3] == ["gpu-a", "gpu-a", "590.48.01"]
+    # Its workspace's drift inspection did not answer (this probe ran none): unknown.
+    assert table[1].split()[-2:] == ["1", "unknown"] and rows[1]["drift"] == "1 unknown"
     assert table[2].startswith("gpu-b") and table[3] == (
         "  ! NVIDIA Container Toolkit not installed (nvidia-ctk missing)"
     )
