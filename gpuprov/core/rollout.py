@@ -14,6 +14,29 @@ from .rollout_settings import RolloutError, batches, schedule
 from .workspace import container_name
 
 
+def moving(
+    planned: Sequence[Mapping[str, Any]],
+    running: Mapping[str, str],
+    target: str,
+    images: Mapping[str, str],
+    pin: Mapping[str, Any],
+) -> list[Mapping[str, Any]]:
+    """The planned workspaces whose container runs another image than the one it goes to.
+
+    ``images`` gives some workspaces an image of their own (a rollback, or a
+    busy workspace held back); the others go to ``target``. A workspace
+    already on the pin under another of its names (the ID an archive host
+    runs it by) does not move; one without a container yet does.
+    """
+    moves = []
+    for plan in planned:
+        name = container_name(plan["user"], plan["kind"])
+        have, want = running.get(name), images.get(name) or target
+        if have != want and not (not images.get(name) and have in run_names(pin)):
+            moves.append(plan)
+    return moves
+
+
 def host_moves(
     planned: Sequence[Mapping[str, Any]],
     running: Mapping[str, str],
@@ -22,20 +45,46 @@ def host_moves(
     state: Mapping[str, Any] | None,
     pin: Mapping[str, Any],
 ) -> bool:
-    """Whether any of the host's planned workspaces moves (an unfinished record always does).
+    """Whether the host's workspaces move (an unfinished record always does)."""
+    return bool(state) or bool(moving(planned, running, target, images, pin))
 
-    ``images`` gives some workspaces an image of their own (a rollback); the
-    others go to ``target``. A workspace already on the pin under another of
-    its names (the ID an archive host runs it by) does not move.
-    """
-    if state:
-        return True
-    for plan in planned:
-        name = container_name(plan["user"], plan["kind"])
-        have, want = running.get(name), images.get(name) or target
-        if have != want and not (not images.get(name) and have in run_names(pin)):
-            return True
-    return False
+
+def restarting(
+    planned: Sequence[Mapping[str, Any]],
+    running: Mapping[str, str],
+    target: str,
+    images: Mapping[str, str],
+    pin: Mapping[str, Any],
+) -> list[Mapping[str, Any]]:
+    """The workspaces whose running container a move would end: where work can be lost."""
+    return [
+        plan
+        for plan in moving(planned, running, target, images, pin)
+        if container_name(plan["user"], plan["kind"]) in running
+    ]
+
+
+def container_name_of(plan: Mapping[str, Any]) -> str:
+    return container_name(plan["user"], plan["kind"])
+
+
+def held(pending: Mapping[str, Any], running: Mapping[str, str]) -> dict[str, str]:
+    """Busy workspaces kept on the image they run, so this run does not move them."""
+    return {name: running[name] for name in pending if name in running}
+
+
+def activity_summary(
+    host: str, moved: Sequence[Mapping[str, Any]], pending: Mapping[str, Sequence[str]]
+) -> str:
+    """Who moved and who is pending on ``host``, and why."""
+    said = f"{host}: moved {', '.join(map(container_name_of, moved)) or 'nothing'}"
+    if pending:
+        waits = "; ".join(f"{name} ({', '.join(why)})" for name, why in pending.items())
+        said += (
+            f"; PENDING, still on their image: {waits}. The next run of the same playbook "
+            "moves them once they are idle (or set gpuprov_rollout_busy: force)"
+        )
+    return said
 
 
 def plan_message(host: str, running: str, pinned: str, audit: bool, verify: bool) -> str:

@@ -311,6 +311,21 @@ TEAM_VARIABLES: dict[str, Node] = {
         description="How many hosts (or what percentage) may fail or become unreachable "
         "before playbooks/upgrade.yml starts no further batch; 0 stops at the first.",
     ),
+    "gpuprov_rollout_busy": Str(
+        choices=("wait", "skip", "force"),
+        description="What a rollout does with a workspace in use (a kernel busy or used "
+        "within gpuprov_rollout_idle_minutes, an SSH session, a running job): wait until "
+        "idle (up to gpuprov_rollout_wait seconds, then as skip), skip (it keeps its image "
+        "and is reported pending; the next run moves it) or force.",
+    ),
+    "gpuprov_rollout_idle_minutes": Int(
+        minimum=0, description="A kernel or terminal used within this many minutes is in use."
+    ),
+    "gpuprov_rollout_wait": Int(
+        minimum=0,
+        description="With gpuprov_rollout_busy: wait, the seconds a rollout waits for a "
+        "workspace in use; its users get a notice in their SSH sessions first.",
+    ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
 
@@ -335,6 +350,9 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_report_dir": "reports",
     "gpuprov_rollout_batches": list(rollout.DEFAULT_BATCHES),
     "gpuprov_rollout_max_failed": 0,
+    "gpuprov_rollout_busy": "wait",
+    "gpuprov_rollout_idle_minutes": 15,
+    "gpuprov_rollout_wait": 600,
 }
 # Facts gpuprov's roles set during a run; an inventory that sets one would be overridden.
 FACTS = {"gpuprov_team_image_run": "the team_image role"}

@@ -14,6 +14,7 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.ansible_invent
     from_variables,
 )
 from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
+    activity,
     host_facts,
     labels,
     limits,
@@ -133,6 +134,11 @@ class FilterModule:
             "gpuprov_running_image": workspace.running_image,
             "gpuprov_workload_skip": host_facts.workload_skip,
             "gpuprov_rollout_moves": rollout.host_moves,
+            "gpuprov_rollout_restarting": rollout.restarting,
+            "gpuprov_rollout_moving": rollout.moving,
+            "gpuprov_rollout_held": rollout.held,
+            "gpuprov_rollout_activity_summary": rollout.activity_summary,
+            "gpuprov_rollout_notice": activity.notice,
             "gpuprov_rollout_plan": rollout.plan_message,
             "gpuprov_rollout_stopped": rollout.stop_message,
             "gpuprov_rollout_outcome": metrics.rollout_outcome,

@@ -9,6 +9,7 @@ GPUs, one user's change, a removed user, a taken port, an image upgrade.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -160,6 +162,24 @@ def _key(tmp: Path, name: str) -> tuple[Path, str]:
     return path, (tmp / f"id_{name}.pub").read_text().strip()
 
 
+@dataclass
+class Background:
+    """An ansible-playbook run the test does not wait for."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    def output(self, timeout: float) -> str:
+        self.proc.wait(timeout=timeout)
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL for the whole run: the playbook and its forked workers."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
 class Team:
     """The inventory under test, rewritten by each test that changes it."""
 
@@ -258,13 +278,21 @@ class Team:
         ]  # fmt: skip
         return argv, env
 
-    def start(self, *playbooks: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
-        """A run in the background, in its own process group (a test may kill it)."""
+    def start(self, *playbooks: str, extra: tuple[str, ...] = ()) -> Background:
+        """A run in the background, in its own process group (a test may kill it).
+
+        Its output goes to a file: ssh's ControlPersist masters outlive the run
+        and would hold a pipe open.
+        """
         argv, env = self.command(playbooks, extra)
-        return subprocess.Popen(
-            argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
+        self.outputs.append("")
+        log = self.root / f"run-{len(self.outputs)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )  # fmt: skip
+        return Background(proc, log)
 
     def play(
         self, *playbooks: str, check: bool = True, extra: tuple[str, ...] = ()
@@ -1033,11 +1061,11 @@ def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbe
         try:
             wait_for(lambda: has_state(testbed, "oldgpu"), 300, "oldgpu's rollout record")
             testbed.stop_host("oldgpu")
-            output, _ = run.communicate(timeout=600)
+            output = run.output(timeout=600)
         finally:
             run.kill()
         said = " ".join(output.split())
-        assert run.returncode != 0
+        assert run.proc.returncode != 0
         assert "rollout stopped: 1 host(s) failed or became unreachable (oldgpu), more than " in (
             said
         ), said[-4000:]
@@ -1069,8 +1097,6 @@ def test_a_killed_controller_then_the_same_command_converges_with_the_right_hist
     )
     try:
         wait_for(lambda: has_state(testbed, "h100"), 300, "h100's rollout record")
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait(timeout=30)
     finally:
         run.kill()
     assert has_state(testbed, "h100"), "the killed run left h100 mid-rollout"
@@ -1110,6 +1136,82 @@ def test_rollback_goes_to_the_previous_image_then_to_an_older_one_from_the_histo
     assert all(running_on(testbed, images["v3"]).values())
     assert home_checksums(testbed) == sums
     assert recap(team.play("playbooks/upgrade.yml", extra=NO_GATES))["h100"]["changed"] == 0
+
+
+def jupyter_api(testbed: TestBed, method: str, path: str) -> str:
+    """Alice's Jupyter API on h100, as her browser would call it."""
+    url = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/{path}"
+    argv = ["curl", "-s", "--max-time", "10", "-X", method,
+            "-H", f"Authorization: token {ALICE_TOKEN}", url]  # fmt: skip
+    return subprocess.run(
+        testbed.in_host_netns("h100", argv), capture_output=True, text=True, check=True
+    ).stdout
+
+
+def open_session(testbed: TestBed, team: Team, log: Path) -> subprocess.Popen:
+    """An interactive SSH session in alice's workspace (a terminal, a job in it)."""
+    argv = [
+        "ssh", "-tt", "-i", str(team.keys["alice"][0]), "-p", str(port(2001, "ssh")),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "alice@127.0.0.1",
+        "sleep 600",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        return subprocess.Popen(
+            testbed.in_host_netns("h100", argv), stdin=subprocess.PIPE, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed, images, tmp_path):
+    """A kernel used a moment ago and an open SSH session: with skip, alice's workspaces keep
+    their image and are reported pending while carol's moves; with wait, alice reads the
+    notice in her session, ends her work, and the rollout moves her workspaces then."""
+    kernel = json.loads(jupyter_api(testbed, "POST", "kernels"))["id"]
+    session = open_session(testbed, team, tmp_path / "session.log")
+    try:
+        top = "docker top gpuprov-alice-ssh -eo args"
+        wait_for(lambda: "sshd: alice@pts" in on_host(testbed, "h100", top), 30, "her session")
+        before = container_ids(testbed)
+        pin(team, images["v2"])
+        skipped = team.play(
+            "playbooks/upgrade.yml", extra=(*NO_GATES, "-e", "gpuprov_rollout_busy=skip")
+        )
+        said = " ".join(skipped.stdout.split())
+        assert "h100: moved nothing; PENDING, still on their image: " in said, said[-3000:]
+        assert "gpuprov-alice-jupyter (python3 kernel active 0 min ago)" in said
+        assert "gpuprov-alice-ssh (SSH session open (pts/" in said
+        after = container_ids(testbed)
+        assert after["gpuprov-alice-jupyter"] == before["gpuprov-alice-jupyter"]
+        assert after["gpuprov-alice-ssh"] == before["gpuprov-alice-ssh"]
+        assert running_on(testbed, images["v2"])["gpuprov-carol-jupyter"]
+        assert session.poll() is None, "the session survived the rollout"
+
+        waiting = team.start(
+            "playbooks/upgrade.yml",
+            extra=(*NO_GATES, "-e", "gpuprov_rollout_busy=wait", "-e", "gpuprov_rollout_wait=300"),
+        )
+        try:
+            log = tmp_path / "session.log"
+            wait_for(
+                lambda: "gpuprov: this workspace" in log.read_text(errors="replace"), 300, "it"
+            )
+            notice = " ".join(log.read_text(errors="replace").split())
+            assert f"will restart to move to the team image {images['v2']} once it is idle" in (
+                notice
+            )
+            session.kill()
+            jupyter_api(testbed, "DELETE", f"kernels/{kernel}")
+            output = waiting.output(timeout=600)
+        finally:
+            waiting.kill()
+        assert waiting.proc.returncode == 0, output[-3000:]
+        assert "h100: moved gpuprov-alice-jupyter, gpuprov-alice-ssh" in " ".join(output.split())
+        assert all(running_on(testbed, images["v2"]).values())
+    finally:
+        session.kill()
+        pin(team, images["v3"])
+    team.play("playbooks/upgrade.yml", extra=NO_GATES)
 
 
 # ---------------------------------------------------------------- onboarding
