@@ -248,3 +248,28 @@ def test_workspace_images_come_from_gpuprov_labels_only():
         {"Names": ["/postgres"], "Labels": {"org.gpuprov.image": "v9"}},
     ]  # fmt: skip
     assert rollout.workspace_images(containers) == {"gpuprov-alice-jupyter": "v2"}
+
+
+def test_only_running_workspaces_that_would_move_are_probed_for_work():
+    running = {"gpuprov-alice-jupyter": OLD}
+    assert rollout.moving([ALICE, CAROL], running, PINNED, {}, PIN) == [ALICE, CAROL]
+    # carol's workspace has no container yet: nothing of hers can be lost
+    assert rollout.restarting([ALICE, CAROL], running, PINNED, {}, PIN) == [ALICE]
+
+
+def test_a_busy_workspace_is_held_on_its_image_and_the_host_may_then_not_move():
+    running = {"gpuprov-alice-jupyter": OLD, "gpuprov-carol-ssh": PINNED}
+    held = rollout.held({"gpuprov-alice-jupyter": ["SSH session open (pts/0)"]}, running)
+    assert held == {"gpuprov-alice-jupyter": OLD}
+    assert not rollout.host_moves([ALICE, CAROL], running, PINNED, held, None, PIN)
+
+
+def test_the_summary_says_who_moved_and_who_is_pending_and_why():
+    assert rollout.activity_summary("h100", [CAROL], {}) == "h100: moved gpuprov-carol-ssh"
+    said = rollout.activity_summary(
+        "h100", [], {"gpuprov-alice-jupyter": ["python3 kernel busy", "terminal 1 active"]}
+    )
+    assert said.startswith(
+        "h100: moved nothing; PENDING, still on their image: gpuprov-alice-jupyter "
+        "(python3 kernel busy, terminal 1 active). The next run"
+    )
