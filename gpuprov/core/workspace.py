@@ -340,3 +340,19 @@ def running_image(containers: list[dict[str, Any]]) -> str:
 def image_for(plan: Mapping[str, Any], image: str, overrides: Mapping[str, str]) -> str:
     """The image one workspace runs: its own from ``overrides`` (a rollback), else ``image``."""
     return overrides.get(container_name(plan["user"], plan["kind"])) or image
+
+
+# The rollout's health gate logs in to every SSH workspace with a key gpuprov
+# keeps on the host (root only). Its line in the workspace's authorized_keys
+# (gpuprov's file under /gpuprov/ssh, never the user's home) runs this and
+# nothing else: no shell, no forwarding, no pty.
+PROBE_KEY = "/etc/gpuprov/probe_ed25519"
+PROBE_REPLY = "gpuprov-probe-ok"
+
+
+def authorized_keys(ssh_keys: Sequence[str], probe_public_key: str = "") -> str:
+    """An SSH workspace's authorized_keys: the user's keys, then gpuprov's probe key."""
+    lines = [key.strip() for key in ssh_keys]
+    if probe_public_key.strip():
+        lines.append(f'restrict,command="echo {PROBE_REPLY}" {probe_public_key.strip()}')
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""A new workspace's health gate in a rollout: torch works inside it, and it stays up.
+"""A new workspace's health gate in a rollout: torch works inside it, a real SSH
+login works, and it stays up.
 
 "The port answers" passes a container that answers once and then crash-loops,
 and an image whose torch cannot import. This gate runs, as the workspace's
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from .known_hosts import host_name
+from .workspace import PROBE_REPLY
 
 # Tabs cannot occur in a container name, a count, a timestamp or a boolean.
 _INSPECT_FORMAT = "{{.Name}}\t{{.RestartCount}}\t{{.State.StartedAt}}\t{{.State.Running}}"
@@ -120,3 +124,26 @@ def watch(
                 ]
             )
         sleep(min(1.0, max(0.1, min_healthy_time / 10)))
+
+
+def ssh_probe_command(key: str, known_hosts: str, user: str, address: str, port: int) -> list[str]:
+    """A real login as the user with gpuprov's probe key, checking the workspace's host key."""
+    return [
+        "ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        "-o", "ConnectTimeout=10", "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", f"{user}@{address}", "probe",
+    ]  # fmt: skip
+
+
+def known_hosts_line(address: str, port: int, host_public_key: str) -> str:
+    """The workspace's own host key (made by its entrypoint) as known_hosts names it."""
+    key_type, key = host_public_key.split()[:2]
+    return f"{host_name(address, port)} {key_type} {key}\n"
+
+
+def ssh_failure(name: str, rc: int, stdout: str, stderr: str) -> str:
+    """Why the probe login failed in ``name`` ("" when sshd let it in and ran its command)."""
+    if rc == 0 and PROBE_REPLY in stdout:
+        return ""
+    said = [line for line in (stderr or stdout).strip().splitlines() if line.strip()]
+    return f"{name}: the SSH login as the user failed ({said[-1] if said else f'exit {rc}'})"

@@ -155,6 +155,7 @@ class FilterModule:
             "gpuprov_rollback_images": _rollout(rollout.rollback_images),
             "gpuprov_workspace_images": rollout.workspace_images,
             "gpuprov_workspace_image": workspace.image_for,
+            "gpuprov_authorized_keys": workspace.authorized_keys,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_layer_note": user_layer.reinstall_note,
             "gpuprov_report_path": reports.report_dir,

@@ -1138,6 +1138,25 @@ def test_rollback_goes_to_the_previous_image_then_to_an_older_one_from_the_histo
     assert recap(team.play("playbooks/upgrade.yml", extra=NO_GATES))["h100"]["changed"] == 0
 
 
+def test_the_rollouts_probe_key_logs_in_to_run_one_echo_and_nothing_else(team, testbed):
+    """The health gate's login: gpuprov's key (root's, on the host) gets the forced reply
+    whatever it asks for, and the line lives in gpuprov's file, not in the user's home."""
+    keys = on_host(
+        testbed, "h100", "docker exec gpuprov-alice-ssh cat /gpuprov/ssh/authorized_keys"
+    )
+    assert 'restrict,command="echo gpuprov-probe-ok" ssh-ed25519 ' in keys
+    assert on_host(testbed, "h100", "stat -c %a /etc/gpuprov/probe_ed25519") == "600"
+    login = on_host(
+        testbed, "h100",
+        f"ssh -i /etc/gpuprov/probe_ed25519 -p {port(2001, 'ssh')} -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+        "alice@127.0.0.1 'id -u; cat /etc/shadow'",
+    )  # fmt: skip
+    assert login == "gpuprov-probe-ok"
+    home = on_host(testbed, "h100", "grep -rl gpuprov-probe /srv/gpuprov/alice/home", check=False)
+    assert home == ""
+
+
 def jupyter_api(testbed: TestBed, method: str, path: str) -> str:
     """Alice's Jupyter API on h100, as her browser would call it."""
     url = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/{path}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gpuprov.core import workspace_health
+from gpuprov.core import workspace, workspace_health
 from gpuprov.core.workspace_health import Life
 
 INSPECTED = (
@@ -98,3 +98,33 @@ def test_the_torch_probe_run_where_torch_is_missing_reports_its_last_words():
     command = workspace_health.torch_command("unix:///d.sock", "w", 2001, gpus=True)
     assert command[3:7] == ["exec", "--user", "2001", "w"]
     assert command[-1] == "gpu"
+
+
+def test_the_probe_key_may_run_one_echo_and_nothing_else():
+    keys = workspace.authorized_keys(
+        ["ssh-ed25519 AAAAC3Nza alice@laptop  "], "ssh-ed25519 AAAAprobe gpuprov-probe@h100\n"
+    )
+    assert keys == (
+        "ssh-ed25519 AAAAC3Nza alice@laptop\n"
+        'restrict,command="echo gpuprov-probe-ok" ssh-ed25519 AAAAprobe gpuprov-probe@h100\n'
+    )
+    assert workspace.authorized_keys(["ssh-ed25519 AAAAC3Nza"], "") == "ssh-ed25519 AAAAC3Nza\n"
+
+
+def test_the_probe_login_checks_the_workspaces_own_host_key():
+    line = workspace_health.known_hosts_line(
+        "127.0.0.1", 20011, "ssh-ed25519 AAAAhost root@container\n"
+    )
+    assert line == "[127.0.0.1]:20011 ssh-ed25519 AAAAhost\n"
+    command = workspace_health.ssh_probe_command("/k", "/kh", "alice", "127.0.0.1", 20011)
+    assert "StrictHostKeyChecking=yes" in command and "UserKnownHostsFile=/kh" in command
+    assert command[-2:] == ["alice@127.0.0.1", "probe"]
+    assert workspace_health.ssh_failure("w", 0, "gpuprov-probe-ok\n", "") == ""
+    refused = workspace_health.ssh_failure(
+        "w", 255, "", "alice@127.0.0.1: Permission denied (publickey).\n"
+    )
+    assert refused == (
+        "w: the SSH login as the user failed (alice@127.0.0.1: Permission denied (publickey).)"
+    )
+    # A login that ran something else (a shell, not the forced command) is no pass.
+    assert workspace_health.ssh_failure("w", 0, "2001\n", "").startswith("w: the SSH login")
