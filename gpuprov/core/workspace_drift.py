@@ -126,3 +126,20 @@ def render(rows: list[Mapping[str, Any]]) -> str:
         if row["error"]:
             out.append(f"  ? {row['error']}")
     return "\n".join(out)
+
+
+def preflight_lines(host: str, answers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What a rollout's pre-flight says of each running workspace's drift (it does not block:
+    the drift is the user's, and moving the workspace does not make it worse)."""
+    lines = []
+    for answer in answers:
+        name = answer.get("item") or "?"
+        drift = read(name, "", answer.get("stdout") or answer.get("msg") or "", answer.get("rc"))
+        if drift.state == DRIFT:
+            found = "; ".join(f"{f.kind} {f.package} ({f.where}): {f.fix}" for f in drift.findings)
+            lines.append(f"{host} {name}: drift: {found}")
+        elif drift.state == UNKNOWN:
+            lines.append(f"{host} {name}: unknown: {drift.error or ', '.join(drift.unread)}")
+        else:
+            lines.append(f"{host} {name}: ok")
+    return lines or [f"{host}: no workspace runs"]

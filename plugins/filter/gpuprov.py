@@ -15,6 +15,7 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.ansible_invent
 )
 from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
     activity,
+    drift,
     host_facts,
     labels,
     limits,
@@ -26,6 +27,7 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import (
     user_layer,
     variables,
     workspace,
+    workspace_drift,
 )
 from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.plan import WorkspacePlan
 
@@ -156,6 +158,8 @@ class FilterModule:
             "gpuprov_workspace_images": rollout.workspace_images,
             "gpuprov_workspace_image": workspace.image_for,
             "gpuprov_authorized_keys": workspace.authorized_keys,
+            "gpuprov_drift_program": lambda _: drift.program(),
+            "gpuprov_drift_lines": workspace_drift.preflight_lines,
             "gpuprov_connect_summary": connect_summary,
             "gpuprov_layer_note": user_layer.reinstall_note,
             "gpuprov_report_path": reports.report_dir,
