@@ -142,3 +142,20 @@ def test_a_listed_workspace_that_did_not_answer_is_unknown():
     rows = workspace_drift.host_rows("gpu-b", None, "connection refused on gpu-b:22")
     assert workspace_drift.exit_code(rows) == 2
     assert "? connection refused on gpu-b:22" in workspace_drift.render(rows)
+
+
+def test_the_rollout_preflight_says_each_workspaces_drift_and_what_it_could_not_read():
+    shadowed = drift.Finding("shadowed", "numpy", "/home/alice/x", "1.26 over 2.1", "remove it")
+    report = drift.Report("/home/alice", "py3.11-torch2.13.0-cpu", (shadowed,))
+    clean = drift.Report("/home/bob", "py3.11-torch2.13.0-cpu")
+    answers = [
+        {"item": "gpuprov-alice-ssh", "rc": 0, "stdout": json.dumps(report.to_dict())},
+        {"item": "gpuprov-bob-ssh", "rc": 0, "stdout": json.dumps(clean.to_dict())},
+        {"item": "gpuprov-carol-jupyter", "rc": 126, "msg": "OCI runtime exec failed"},
+    ]
+    assert workspace_drift.preflight_lines("h100", answers) == [
+        "h100 gpuprov-alice-ssh: drift: shadowed numpy (/home/alice/x): remove it",
+        "h100 gpuprov-bob-ssh: ok",
+        "h100 gpuprov-carol-jupyter: unknown: not inspected: OCI runtime exec failed",
+    ]
+    assert workspace_drift.preflight_lines("h100", []) == ["h100: no workspace runs"]
