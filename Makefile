@@ -46,8 +46,9 @@ syntax:
 unit:
 	pytest -q -n auto --dist loadfile tests/unit $(PYTEST_ARGS)
 
+# Two lanes side by side: the test bed's tests, and those of this machine's Docker.
 integration:
-	pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 tests/integration $(PYTEST_ARGS)
 
 ## bench: measure, print and save figures (bench/results); needs root for the SSH hosts and the test bed
 bench:
