@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 SOCKET = Path("/var/run/docker.sock")
 STARTED_MARKER = Path("/run/gpuprov-docker-started")  # written when gpuprov starts the engine
 SECRETS_DIR = Path("/etc/gpuprov/secrets/demo")
+# The rollout's SSH probe key (and its public half), made by the workspaces role.
+PROBE_KEYS = (Path("/etc/gpuprov/probe_ed25519"), Path("/etc/gpuprov/probe_ed25519.pub"))
 TOKEN = SECRETS_DIR / "jupyter-token"
 DATA_DIR = Path("/srv/gpuprov/demo")
 HOME_DIR = DATA_DIR / "home"
@@ -84,6 +86,7 @@ def site_run(engine_was_up: bool) -> Iterator[subprocess.CompletedProcess[str]]:
     # is what says `make run` provisioned the demo here before.
     provisioned = DATA_DIR.exists()
     created = [path for path in (DATA_DIR, SECRETS_DIR) if not path.exists()]
+    made_keys = [path for path in PROBE_KEYS if not path.exists()]
     try:
         yield playbook()
     finally:
@@ -96,6 +99,8 @@ def site_run(engine_was_up: bool) -> Iterator[subprocess.CompletedProcess[str]]:
             assert stopped.returncode == 0, stopped.stdout[-3000:]
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
+        for path in made_keys:
+            path.unlink(missing_ok=True)
 
 
 def test_site_runs_green_on_this_machine(site_run):
