@@ -56,6 +56,7 @@ bench:
 	python bench/inventory_check.py
 	python bench/fleet_status.py
 	python bench/playbook_runs.py
+	python bench/cutover.py
 
 ## clean-testbed: remove the test bed's cached images (the next make test rebuilds them)
 clean-testbed:
