@@ -244,6 +244,11 @@ def expected_holder(state: Mapping[str, Any] | None) -> str:
     return ((state or {}).get("run") or {}).get("id", "")
 
 
+def container_names(containers: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of docker_host_info's containers, without Docker's leading slash."""
+    return [c["Names"][0].lstrip("/") for c in containers if c.get("Names")]
+
+
 def workspace_images(containers: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Each workspace container's image, by name, from docker_host_info's list."""
     images = {}

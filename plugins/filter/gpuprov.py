@@ -156,6 +156,7 @@ class FilterModule:
             "gpuprov_rollout_expected_holder": rollout.expected_holder,
             "gpuprov_rollback_images": _rollout(rollout.rollback_images),
             "gpuprov_workspace_images": rollout.workspace_images,
+            "gpuprov_container_names": rollout.container_names,
             "gpuprov_workspace_image": workspace.image_for,
             "gpuprov_authorized_keys": workspace.authorized_keys,
             "gpuprov_drift_program": lambda _: drift.program(),
