@@ -49,6 +49,15 @@ options:
     choices: [rolled_out, rolled_back, rollback_failed, stopped]
 """
 
+EXAMPLES = r"""
+- name: Record in gpuprov.prom how the rollout ended on this host
+  gpuprov.gpu.gpuprov_metrics:
+    dir: /var/lib/node_exporter/textfile_collector
+    section: rollout
+    outcome: rolled_out
+    image: registry.example:5000/team/pytorch@sha256:0123
+"""
+
 RETURN = r"""
 path:
   description: The file written.

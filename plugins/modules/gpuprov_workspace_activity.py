@@ -22,8 +22,8 @@ short_description: Find work in progress in workspaces a rollout is about to res
 description:
   - Per workspace, reads Jupyter's kernels and terminals (busy, or active within
     O(idle_minutes)) with the user's token, which never leaves the host, and the container's
-    processes (C(docker top)): open SSH sessions and anything that is not the workspace's own
-    services. What cannot be read counts as busy.
+    processes from C(docker top), that is open SSH sessions and anything that is not the
+    workspace's own services. What cannot be read counts as busy.
   - Writes O(notice) into every SSH session of the workspaces that will restart, then applies
     O(policy) to the busy ones, C(wait) polling until they are idle or O(wait_deadline) passes,
     C(skip) leaving them on their image (pending), C(force) restarting them anyway.
