@@ -132,8 +132,9 @@ def decide(policy: str, activity: Activity, waited: float, deadline: float) -> s
     return "pending"
 
 
-def notice(host: str, image: str, policy: str, seconds: int) -> str:
+def notice(host: str, image: str, policy: str, seconds: int | str) -> str:
     """What a user reads in their SSH session before a rollout restarts their workspace."""
+    seconds = int(seconds)  # a template hands numbers over as text
     if policy == "force":
         when = "now" if seconds <= 0 else f"in {seconds} s"
         return (

@@ -123,4 +123,5 @@ def test_the_notice_says_when_and_what_stays():
     said = activity.notice("h100", "team@sha256:ab", "wait", 600)
     assert said.startswith("gpuprov: this workspace on h100 will restart to move to the team ")
     assert "waits up to 600 s" in said and "Files in your home stay" in said
-    assert "restarts in 60 s" in activity.notice("h100", "team@sha256:ab", "force", 60)
+    assert "restarts in 60 s" in activity.notice("h100", "team@sha256:ab", "force", "60")
+    assert "restarts now" in activity.notice("h100", "team@sha256:ab", "force", 0)
