@@ -18,12 +18,14 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.layouts import conda_pkg
 from support.wheels import make_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -290,3 +292,49 @@ def test_jupyterlab_asks_for_no_news_and_checks_for_no_updates(site_run):
     schema = get("/lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]
     defaults = {key: value.get("default") for key, value in schema["properties"].items()}
     assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
+
+
+def gpuprov(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / ".venv/bin/gpuprov"), *args, "-i", "inventories/local", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def plain_pip(target: Path, wheels: Path, *requirements: str) -> None:
+    """pip as a user who went around the guard would run it (--target, no constraints)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+         "--find-links", str(wheels), "--target", str(target), *requirements],
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_drift_audit_finds_a_second_torch_and_conda_plus_pip_and_status_shows_it(
+    site_run, tmp_path
+):
+    """Planted in the demo's home as users do it: a venv holding another torch, and a
+    conda prefix where pip wrote over conda's numpy."""
+    make_wheel(tmp_path, "torch", "2.6.0+cpu")
+    make_wheel(tmp_path, "numpy", "1.26.4")
+    planted = HOME_DIR / f"gpuprov-drift-test-{os.getpid()}"  # the user's own files stay
+    env, conda = planted / "env", planted / "miniconda3"
+    try:
+        venv = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)])
+        assert venv.returncode == 0
+        plain_pip(next(env.glob("lib/python*/site-packages")), tmp_path, "torch==2.6.0+cpu")
+        conda_pkg(conda, "numpy", "2.2.6", "py311h5d046bc_0", dist="numpy")
+        plain_pip(next(conda.glob("lib/python*/site-packages")), tmp_path, "numpy==1.26.4")
+        audit = gpuprov("audit", "--workspaces")
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        rows = {row["workspace"]: row for row in json.loads(audit.stdout)}
+        for name in ("gpuprov-demo-jupyter", "gpuprov-demo-ssh"):
+            found = {(f["kind"], f["package"]) for f in rows[name]["findings"]}
+            assert {("replaced", "torch"), ("two-managers", "numpy")} <= found, rows[name]
+        fleet = json.loads(gpuprov("status").stdout)
+        assert "drift" in json.dumps(fleet), fleet
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+    clean = gpuprov("audit", "--workspaces")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
