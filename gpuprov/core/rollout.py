@@ -309,3 +309,32 @@ def serial(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> list[int | str]
     """
     first = hostvars[hosts[0]] if hostvars and hosts else {}
     return batches(first.get("gpuprov_rollout_batches"))
+
+
+def webhook_body(host: str, image: str, policy: str, activity: Mapping[str, Any]) -> dict[str, Any]:
+    """What the team's webhook gets when workspaces on ``host`` are in use (Slack reads
+    ``text``; anything else reads the fields)."""
+    busy = activity.get("busy") or {}
+    pending = activity.get("pending") or {}
+    workspaces = [
+        {
+            "name": name,
+            "reasons": list(reasons),
+            "outcome": "pending" if name in pending else "moves",
+        }
+        for name, reasons in sorted(busy.items())
+    ]
+    lines = "; ".join(f"{w['name']} {w['outcome']} ({', '.join(w['reasons'])})" for w in workspaces)
+    return {
+        "host": host,
+        "image": image,
+        "policy": policy,
+        "workspaces": workspaces,
+        "text": f"gpuprov rollout to {image} on {host} (policy {policy}): {lines}",
+    }
+
+
+def is_canary(batch: Sequence[str], targeted: Sequence[str], sizes: Sequence[int | str]) -> bool:
+    """Whether ``batch`` is the rollout's first batch, with batches still to come after it."""
+    cut = schedule(targeted, sizes)
+    return len(cut) > 1 and set(batch) <= set(cut[0])

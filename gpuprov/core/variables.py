@@ -326,6 +326,16 @@ TEAM_VARIABLES: dict[str, Node] = {
         description="With gpuprov_rollout_busy: wait, the seconds a rollout waits for a "
         "workspace in use; its users get a notice in their SSH sessions first.",
     ),
+    "gpuprov_rollout_webhook": Secret(
+        description="A URL the rollout POSTs JSON to (Slack-compatible: a text field) when a "
+        "host's workspaces are in use, naming who moves and who is pending; it often holds "
+        "the hook's secret, so keep it in Vault. It is never printed."
+    ),
+    "gpuprov_rollout_canary_pause": Int(
+        minimum=0,
+        description="Seconds the canary runs on the new image before the next batch starts; "
+        "its workspaces must pass the health gate again after it (0: no pause).",
+    ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
 
@@ -353,6 +363,8 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_rollout_busy": "wait",
     "gpuprov_rollout_idle_minutes": 15,
     "gpuprov_rollout_wait": 600,
+    "gpuprov_rollout_webhook": "",
+    "gpuprov_rollout_canary_pause": 0,
 }
 # Facts gpuprov's roles set during a run; an inventory that sets one would be overridden.
 FACTS = {"gpuprov_team_image_run": "the team_image role"}

@@ -137,6 +137,8 @@ class FilterModule:
             "gpuprov_workload_skip": host_facts.workload_skip,
             "gpuprov_rollout_moves": rollout.host_moves,
             "gpuprov_rollout_restarting": rollout.restarting,
+            "gpuprov_rollout_webhook_body": rollout.webhook_body,
+            "gpuprov_rollout_is_canary": rollout.is_canary,
             "gpuprov_rollout_moving": rollout.moving,
             "gpuprov_rollout_held": rollout.held,
             "gpuprov_rollout_activity_summary": rollout.activity_summary,

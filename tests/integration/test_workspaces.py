@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -19,7 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -931,7 +934,13 @@ def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
     assert {h: c["changed"] for h, c in recap(preview).items()} == {"h100": 1, "oldgpu": 1}
     assert f"to {images['v3']} behind the health checks" in " ".join(preview.stdout.split())
     assert container_ids(testbed) == before
-    proc = team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    proc = team.play(
+        "playbooks/upgrade.yml", extra=(*NO_GATES, "-e", "gpuprov_rollout_canary_pause=1")
+    )
+    # The canary (h100) ran a second on the new image and passed the gate again; then oldgpu.
+    again = "TASK [gpuprov.gpu.rollout : Check the canary's workspaces again before promoting"
+    assert proc.stdout.count(again) == 1
+    assert proc.stdout.split(again, 1)[1].split("TASK [", 1)[0].strip().startswith("ok: [h100]")
     assert running_on(testbed, images["v3"]) == {
         "gpuprov-alice-jupyter": True,
         "gpuprov-alice-ssh": True,
@@ -1182,6 +1191,37 @@ def open_session(testbed: TestBed, team: Team, log: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
+@dataclass
+class Hook:
+    url: str
+    bodies: list[dict]
+
+
+@contextlib.contextmanager
+def webhook() -> Iterator[Hook]:
+    """A webhook on the controller (where Ansible POSTs from), holding a secret in its path."""
+    heard = Hook("", [])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            heard.bodies.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    heard.url = f"http://127.0.0.1:{server.server_port}/hooks/T0-secret-{os.getpid()}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield heard
+    finally:
+        server.shutdown()
+
+
 def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed, images, tmp_path):
     """A kernel used a moment ago and an open SSH session: with skip, alice's workspaces keep
     their image and are reported pending while carol's moves; with wait, alice reads the
@@ -1193,9 +1233,19 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
         wait_for(lambda: "sshd: alice@pts" in on_host(testbed, "h100", top), 30, "her session")
         before = container_ids(testbed)
         pin(team, images["v2"])
-        skipped = team.play(
-            "playbooks/upgrade.yml", extra=(*NO_GATES, "-e", "gpuprov_rollout_busy=skip")
-        )
+        with webhook() as heard:
+            skipped = team.play(
+                "playbooks/upgrade.yml",
+                extra=(*NO_GATES, "-e", "gpuprov_rollout_busy=skip",
+                       "-e", f"gpuprov_rollout_webhook={heard.url}"),
+            )  # fmt: skip
+        # The team's channel hears it (the notice reaches SSH sessions only), the log does not.
+        assert [body["host"] for body in heard.bodies] == ["h100"]
+        assert {w["name"]: w["outcome"] for w in heard.bodies[0]["workspaces"]} == {
+            "gpuprov-alice-jupyter": "pending",
+            "gpuprov-alice-ssh": "pending",
+        }
+        assert heard.url not in skipped.stdout
         said = " ".join(skipped.stdout.split())
         assert "h100: moved nothing; PENDING, still on their image: " in said, said[-3000:]
         assert re.search(r"gpuprov-alice-jupyter \(python3 kernel active \d+ min ago\)", said)

@@ -273,3 +273,30 @@ def test_the_summary_says_who_moved_and_who_is_pending_and_why():
         "h100: moved nothing; PENDING, still on their image: gpuprov-alice-jupyter "
         "(python3 kernel busy, terminal 1 active). The next run"
     )
+
+
+def test_the_webhook_hears_who_moves_and_who_is_pending():
+    activity = {
+        "busy": {"gpuprov-alice-ssh": ["SSH session open (pts/0)"], "gpuprov-bob-ssh": ["x"]},
+        "pending": {"gpuprov-alice-ssh": ["SSH session open (pts/0)"]},
+    }
+    body = rollout.webhook_body("h100", "team@sha256:ab", "skip", activity)
+    assert body["workspaces"] == [
+        {
+            "name": "gpuprov-alice-ssh",
+            "reasons": ["SSH session open (pts/0)"],
+            "outcome": "pending",
+        },
+        {"name": "gpuprov-bob-ssh", "reasons": ["x"], "outcome": "moves"},
+    ]
+    assert body["text"] == (
+        "gpuprov rollout to team@sha256:ab on h100 (policy skip): gpuprov-alice-ssh pending "
+        "(SSH session open (pts/0)); gpuprov-bob-ssh moves (x)"
+    )
+
+
+def test_the_canary_is_the_first_batch_of_several():
+    hosts = ["a", "b", "c", "d"]
+    assert rollout.is_canary(["a"], hosts, [1, "100%"])
+    assert not rollout.is_canary(["b", "c", "d"], hosts, [1, "100%"])
+    assert not rollout.is_canary(hosts, hosts, ["100%"])  # one batch: nothing to promote to
