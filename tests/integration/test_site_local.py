@@ -328,7 +328,7 @@ def test_the_drift_audit_finds_a_second_torch_and_conda_plus_pip_and_status_show
         plain_pip(next(conda.glob("lib/python*/site-packages")), tmp_path, "numpy==1.26.4")
         audit = gpuprov("audit", "--workspaces")
         assert audit.returncode == 1, audit.stdout + audit.stderr
-        rows = {row["workspace"]: row for row in json.loads(audit.stdout)}
+        rows = {row["workspace"]: row for row in json.loads(audit.stdout)["workspaces"]}
         for name in ("gpuprov-demo-jupyter", "gpuprov-demo-ssh"):
             found = {(f["kind"], f["package"]) for f in rows[name]["findings"]}
             assert {("replaced", "torch"), ("two-managers", "numpy")} <= found, rows[name]
