@@ -416,11 +416,12 @@ def images(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     (context / "Dockerfile").write_text(f"FROM {local}\nLABEL org.gpuprov.test.upgrade=2\n")
     _docker(testbed, "build", "-q", "-t", f"{local}-v2", str(context))
     v2 = testbed.push_image(f"{local}-v2", "gpuprov-test/workspace:2")
-    # v3: the next release; broken: starts, but no workspace ever answers. Both carry
+    # v3, v4: the next releases; broken: starts, but no workspace ever answers. They carry
     # the pin's labels, as images from gpuprov's template do (a rollout checks them).
     pinned = "".join(f'LABEL "{k}"="{v}"\n' for k, v in image_build.labels(PROMISES).items())
     for name, lines in (
         ("v3", "LABEL org.gpuprov.test.upgrade=3"),
+        ("v4", "LABEL org.gpuprov.test.upgrade=4"),
         ("broken", 'LABEL org.gpuprov.test.upgrade=broken\nENTRYPOINT ["/bin/sh", "-c", "exit 3"]'),
     ):
         (context / "Dockerfile").write_text(f"FROM {local}\n{pinned}{lines}\n")
@@ -435,6 +436,7 @@ def images(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "v1": v1,
         "v2": v2,
         "v3": testbed.push_image(f"{local}-v3", "gpuprov-test/workspace:3"),
+        "v4": testbed.push_image(f"{local}-v4", "gpuprov-test/workspace:4"),
         "broken": testbed.push_image(f"{local}-broken", "gpuprov-test/workspace:broken"),
         "password_hash": hashed,
     }
@@ -1063,7 +1065,7 @@ def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbe
     notoolkit's batch never starts; once oldgpu is back, the same command finishes the job."""
     sums = home_checksums(testbed)
     team.hosts.append("notoolkit")  # a third host, for a batch after the lost one
-    pin(team, images["v2"])
+    pin(team, images["v4"])
     extra = (*NO_GATES, "-e", "gpuprov_rollout_batches=2", "-e", "rollout_min_healthy_time=20")
     try:
         run = team.start("playbooks/upgrade.yml", extra=extra)
@@ -1079,7 +1081,7 @@ def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbe
             said
         ), said[-4000:]
         assert re.search(r"^notoolkit\s+: ok=\d+\s+changed=0\s", output, re.MULTILINE)
-        assert running_on(testbed, images["v2"], ("h100",)) == {
+        assert running_on(testbed, images["v4"], ("h100",)) == {
             "gpuprov-alice-jupyter": True,
             "gpuprov-alice-ssh": True,
         }
@@ -1089,10 +1091,10 @@ def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbe
             testbed.start_host("oldgpu")
     team.play("playbooks/upgrade.yml", extra=NO_GATES)
     team.hosts.remove("notoolkit")
-    assert all(running_on(testbed, images["v2"]).values())
+    assert all(running_on(testbed, images["v4"]).values())
     assert not has_state(testbed, "oldgpu")
     resumed = history(testbed, "oldgpu")[-1]
-    assert (resumed["outcome"], resumed["image"]) == ("rolled_out", images["v2"])
+    assert (resumed["outcome"], resumed["image"]) == ("rolled_out", images["v4"])
     assert resumed["previous"] == {"gpuprov-carol-jupyter": images["v3"]}
     assert home_checksums(testbed) == sums
 
@@ -1120,8 +1122,8 @@ def test_a_killed_controller_then_the_same_command_converges_with_the_right_hist
     assert last["outcome"] == "rolled_out"
     assert last["resumed_from"] not in ("", last["run"]), "the second run took over the first's"
     assert last["previous"] == {
-        "gpuprov-alice-jupyter": images["v2"],
-        "gpuprov-alice-ssh": images["v2"],
+        "gpuprov-alice-jupyter": images["v4"],
+        "gpuprov-alice-ssh": images["v4"],
     }
 
 
@@ -1132,7 +1134,7 @@ def test_rollback_goes_to_the_previous_image_then_to_an_older_one_from_the_histo
     preview = team.play("playbooks/rollback.yml", extra=(*NO_GATES, "--check"))
     assert {h: c["changed"] for h, c in recap(preview).items()} == {"h100": 1, "oldgpu": 1}
     team.play("playbooks/rollback.yml", extra=NO_GATES)
-    assert all(running_on(testbed, images["v2"]).values())
+    assert all(running_on(testbed, images["v4"]).values())
     older = ("-e", f"rollout_rollback_to={images['v3']}")
     team.play("playbooks/rollback.yml", extra=(*NO_GATES, *older))
     assert all(running_on(testbed, images["v3"]).values())
@@ -1232,7 +1234,7 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
         top = "docker top gpuprov-alice-ssh -eo args"
         wait_for(lambda: "sshd: alice@pts" in on_host(testbed, "h100", top), 30, "her session")
         before = container_ids(testbed)
-        pin(team, images["v2"])
+        pin(team, images["v4"])
         with webhook() as heard:
             skipped = team.play(
                 "playbooks/upgrade.yml",
@@ -1253,7 +1255,7 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
         after = container_ids(testbed)
         assert after["gpuprov-alice-jupyter"] == before["gpuprov-alice-jupyter"]
         assert after["gpuprov-alice-ssh"] == before["gpuprov-alice-ssh"]
-        assert running_on(testbed, images["v2"])["gpuprov-carol-jupyter"]
+        assert running_on(testbed, images["v4"])["gpuprov-carol-jupyter"]
         assert session.poll() is None, "the session survived the rollout"
 
         waiting = team.start(
@@ -1276,7 +1278,7 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
             waiting.kill()
         assert waiting.proc.returncode == 0, output[-3000:]
         assert "h100: moved gpuprov-alice-jupyter, gpuprov-alice-ssh" in " ".join(output.split())
-        assert all(running_on(testbed, images["v2"]).values())
+        assert all(running_on(testbed, images["v4"]).values())
     finally:
         session.kill()
         pin(team, images["v3"])
