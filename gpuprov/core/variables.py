@@ -279,6 +279,16 @@ def _rollout_setting(rule: Any) -> Any:
 
 
 _BATCH = _rollout_setting(lambda value: rollout.batches([value]))
+
+
+def _count(description: str) -> AnyOf:
+    """A whole number of seconds or minutes; `-e KEY=60` hands it over as text, which is fine."""
+    return AnyOf(
+        (Int(minimum=0), Str(pattern=r"[0-9]+", hint="a whole number such as 60")),
+        description=description,
+    )
+
+
 # Variables that describe the team, so they must hold for all hosts alike.
 TEAM_VARIABLES: dict[str, Node] = {
     "gpuprov_image": IMAGE,
@@ -318,23 +328,21 @@ TEAM_VARIABLES: dict[str, Node] = {
         "idle (up to gpuprov_rollout_wait seconds, then as skip), skip (it keeps its image "
         "and is reported pending; the next run moves it) or force.",
     ),
-    "gpuprov_rollout_idle_minutes": Int(
-        minimum=0, description="A kernel or terminal used within this many minutes is in use."
+    "gpuprov_rollout_idle_minutes": _count(
+        "A kernel or terminal used within this many minutes is in use."
     ),
-    "gpuprov_rollout_wait": Int(
-        minimum=0,
-        description="With gpuprov_rollout_busy: wait, the seconds a rollout waits for a "
-        "workspace in use; its users get a notice in their SSH sessions first.",
+    "gpuprov_rollout_wait": _count(
+        "With gpuprov_rollout_busy: wait, the seconds a rollout waits for a workspace in use; "
+        "its users get a notice in their SSH sessions first."
     ),
     "gpuprov_rollout_webhook": Secret(
         description="A URL the rollout POSTs JSON to (Slack-compatible: a text field) when a "
         "host's workspaces are in use, naming who moves and who is pending; it often holds "
         "the hook's secret, so keep it in Vault. It is never printed."
     ),
-    "gpuprov_rollout_canary_pause": Int(
-        minimum=0,
-        description="Seconds the canary runs on the new image before the next batch starts; "
-        "its workspaces must pass the health gate again after it (0: no pause).",
+    "gpuprov_rollout_canary_pause": _count(
+        "Seconds the canary runs on the new image before the next batch starts; its "
+        "workspaces must pass the health gate again after it (0: no pause)."
     ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
