@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from gpuprov.core import rollout, rollout_settings
+from gpuprov.core import rollout, rollout_settings, variables
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE_ID = "sha256:" + "cd" * 32
@@ -300,3 +300,24 @@ def test_the_canary_is_the_first_batch_of_several():
     assert rollout.is_canary(["a"], hosts, [1, "100%"])
     assert not rollout.is_canary(["b", "c", "d"], hosts, [1, "100%"])
     assert not rollout.is_canary(hosts, hosts, ["100%"])  # one batch: nothing to promote to
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("gpuprov_rollout_wait", "60", None),  # -e gpuprov_rollout_wait=60
+        ("gpuprov_rollout_wait", 60, None),
+        ("gpuprov_rollout_wait", "an hour", "'an hour' is not valid: a whole number such as 60"),
+        ("gpuprov_rollout_canary_pause", -1, "-1 is below the minimum 0"),
+        ("gpuprov_rollout_busy", "later", "'later' is not one of 'wait', 'skip', 'force'"),
+        ("gpuprov_rollout_max_failed", "10%", None),
+        ("gpuprov_rollout_batches", "1,25%", None),
+        ("gpuprov_rollout_batches", [1, "x"], "'x' is not a batch size"),
+    ],
+)
+def test_the_schema_reads_rollout_settings_as_the_rollout_does(name, value, problem):
+    found = [p.message for p in variables.ALL_VARIABLES[name].validate(value, name)]
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(problem), found
