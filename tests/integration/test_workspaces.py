@@ -940,9 +940,9 @@ def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
         "playbooks/upgrade.yml", extra=(*NO_GATES, "-e", "gpuprov_rollout_canary_pause=1")
     )
     # The canary (h100) ran a second on the new image and passed the gate again; then oldgpu.
-    again = "TASK [gpuprov.gpu.rollout : Check the canary's workspaces again before promoting"
+    again = "Check the canary's workspaces again before promoting the image]"
     assert proc.stdout.count(again) == 1
-    assert proc.stdout.split(again, 1)[1].split("TASK [", 1)[0].strip().startswith("ok: [h100]")
+    assert re.search(re.escape(again) + r" \*+\nok: \[h100\]", proc.stdout)
     assert running_on(testbed, images["v3"]) == {
         "gpuprov-alice-jupyter": True,
         "gpuprov-alice-ssh": True,
