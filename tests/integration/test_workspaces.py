@@ -1233,7 +1233,7 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
     kernel = json.loads(jupyter_api(testbed, "POST", "kernels"))["id"]
     session = open_session(testbed, team, tmp_path / "session.log")
     try:
-        top = "docker top gpuprov-alice-ssh -eo args"
+        top = "docker top gpuprov-alice-ssh -eo pid,args"
         wait_for(lambda: "sshd: alice@pts" in on_host(testbed, "h100", top), 30, "her session")
         before = container_ids(testbed)
         pin(team, images["v4"])
