@@ -1270,7 +1270,7 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
                 lambda: "gpuprov: this workspace" in log.read_text(errors="replace"), 300, "it"
             )
             notice = " ".join(log.read_text(errors="replace").split())
-            assert f"will restart to move to the team image {images['v2']} once it is idle" in (
+            assert f"will restart to move to the team image {images['v4']} once it is idle" in (
                 notice
             )
             session.kill()
