@@ -46,9 +46,16 @@ syntax:
 unit:
 	pytest -q -n auto --dist loadfile tests/unit $(PYTEST_ARGS)
 
-# Two lanes side by side: the test bed's tests, and those of this machine's Docker.
+# Two lanes side by side: the tests of this machine's own Docker in the background (their
+# output follows), the test bed's in front; one bed per machine, so the bed's stay in order.
+MACHINE_TESTS := tests/integration/test_site_local.py
 integration:
-	pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 tests/integration $(PYTEST_ARGS)
+	@log=$$(mktemp); \
+	pytest -q -p no:cacheprovider $(MACHINE_TESTS) $(PYTEST_ARGS) >$$log 2>&1 & machine=$$!; \
+	pytest -q -p no:cacheprovider --durations=15 --ignore=$(MACHINE_TESTS) tests/integration $(PYTEST_ARGS); \
+	bed=$$?; wait $$machine; machine_status=$$?; \
+	echo "--- $(MACHINE_TESTS), run beside the test bed:"; cat $$log; rm -f $$log; \
+	test $$bed -eq 0 && test $$machine_status -eq 0
 
 ## bench: measure, print and save figures (bench/results); needs root for the SSH hosts and the test bed
 bench:

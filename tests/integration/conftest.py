@@ -56,11 +56,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE not in Path(item.path).parents:
             continue
         item.add_marker(pytest.mark.integration)
-        # Two lanes under `pytest -n 2 --dist loadgroup` (make integration): the test bed's
-        # tests in one worker (one bed per machine), the tests of this machine's own Docker
-        # (test_site_local) in the other; each lane keeps its files in order.
-        lane = "bed" if "testbed" in getattr(item, "fixturenames", ()) else "machine"
-        item.add_marker(pytest.mark.xdist_group(lane))
         if reason and not _on_ci():
             item.add_marker(pytest.mark.skip(reason=f"integration test bed unavailable: {reason}"))
 
