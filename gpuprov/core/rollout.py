@@ -123,16 +123,66 @@ def lost_hosts(targeted: Sequence[str], active: Sequence[str]) -> list[str]:
     return [host for host in targeted if host not in still]
 
 
-def budget_message(targeted: Sequence[str], active: Sequence[str], allowed: int) -> str:
-    """Why the next batch must not start ("" when the failure budget still holds)."""
-    lost = lost_hosts(targeted, active)
-    if len(lost) <= allowed:
+def failures(hostvars: Mapping[str, Any], targeted: Sequence[str]) -> dict[str, str]:
+    """The hosts whose batch began and did not end well, with why.
+
+    The batch play marks each host ``rollout_began`` when its batch starts and
+    ``rollout_done`` when the host is through it; a host that failed or was
+    lost in between has only the first. With gpuprov_rollout_failure_action
+    ``rollback`` a failing host is not failed in Ansible's sense (a batch whose
+    every host fails would end the playbook before the hosts already moved go
+    back), so it says ``rollout_stopped`` instead.
+    """
+    found = {}
+    for host in targeted:
+        facts = hostvars.get(host) or {}
+        if facts.get("rollout_stopped"):
+            found[host] = "stopped"
+        elif facts.get("rollout_began") and not facts.get("rollout_done"):
+            found[host] = "failed or became unreachable"
+    return found
+
+
+def budget_message(hostvars: Mapping[str, Any], targeted: Sequence[str], allowed: int) -> str:
+    """Why no further batch may start ("" when the failure budget still holds)."""
+    failed = failures(hostvars, targeted)
+    if len(failed) <= allowed:
         return ""
     return (
-        f"rollout stopped: {len(lost)} host(s) failed or became unreachable ({', '.join(lost)}), "
-        f"more than gpuprov_rollout_max_failed allows ({allowed}); later batches do not start. "
-        "The messages above say why each host stopped. Fix that, then run the same "
-        "playbooks/upgrade.yml again: hosts already moved stay, the others continue."
+        f"rollout stopped: {len(failed)} host(s) failed or became unreachable "
+        f"({', '.join(failed)}), more than gpuprov_rollout_max_failed allows ({allowed}); "
+        "later batches do not start. The messages above say why each host stopped."
+    )
+
+
+def moved_hosts(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> list[str]:
+    """The hosts whose workspaces this run moved (``rollout_moved``) and that still run them."""
+    return [host for host in hosts if (hostvars.get(host) or {}).get("rollout_moved")]
+
+
+def promotion_message(canary: Sequence[str], image: str) -> str:
+    """Why a manual promotion ended the run after the canary, and how to go on."""
+    return (
+        f"canary {', '.join(canary)} runs {image} and passed the health gate; no other host "
+        "moved (gpuprov_rollout_promote: manual). Look at it, then promote the image: run the "
+        "same playbooks/upgrade.yml again (the canary does not move twice), or go back with "
+        "playbooks/rollback.yml."
+    )
+
+
+def failure_advice(over_budget: str, action: str, moved: Sequence[str]) -> str:
+    """What happens to the hosts already moved once the budget is spent, and what to do."""
+    if action == "rollback":
+        back = ", ".join(moved) if moved else "none had moved"
+        return (
+            f"{over_budget} gpuprov_rollout_failure_action is rollback: the hosts this run "
+            f"moved go back to the images their records name ({back}). Fix the cause, then "
+            "run the same playbooks/upgrade.yml again."
+        )
+    return (
+        f"{over_budget} Fix that, then run the same playbooks/upgrade.yml again: hosts "
+        "already moved stay, the others continue (gpuprov_rollout_failure_action: rollback "
+        "sends the moved hosts back instead)."
     )
 
 

@@ -16,6 +16,12 @@ class RolloutError(ValueError):
 
 _PERCENT = re.compile(r"0*([1-9][0-9]?|100)%")
 DEFAULT_BATCHES: tuple[int | str, ...] = (1, "25%", "100%")
+# What happens to the hosts already moved when more fail than the budget allows
+# (Swarm's update_config failure_action): they stay, or they go back.
+FAILURE_ACTIONS = ("stop", "rollback")
+# After a healthy canary: go on to the next batch, or end the run until the team
+# runs the same command again (the canary, already moved, does not move twice).
+PROMOTIONS = ("auto", "manual")
 
 
 def _batch(item: object, key: str) -> int | str:

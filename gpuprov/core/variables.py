@@ -344,6 +344,19 @@ TEAM_VARIABLES: dict[str, Node] = {
         "Seconds the canary runs on the new image before the next batch starts; its "
         "workspaces must pass the health gate again after it (0: no pause)."
     ),
+    "gpuprov_rollout_failure_action": Str(
+        choices=rollout.FAILURE_ACTIONS,
+        description="What playbooks/upgrade.yml does once more hosts failed or were lost "
+        "than gpuprov_rollout_max_failed allows: stop (later batches do not start; hosts "
+        "already moved stay on the new image) or rollback (the hosts this run moved go back "
+        "to the images their records name, through the same move and health gate).",
+    ),
+    "gpuprov_rollout_promote": Str(
+        choices=rollout.PROMOTIONS,
+        description="After a healthy canary: auto goes on to the next batch; manual ends the "
+        "run there, and running the same playbooks/upgrade.yml again promotes the image to "
+        "the other hosts (the canary does not move twice).",
+    ),
 }
 ALL_VARIABLES = {**HOST_VARIABLES, **TEAM_VARIABLES}
 
@@ -373,6 +386,8 @@ DEFAULTS: dict[str, Any] = {
     "gpuprov_rollout_wait": 600,
     "gpuprov_rollout_webhook": "",
     "gpuprov_rollout_canary_pause": 0,
+    "gpuprov_rollout_failure_action": "stop",
+    "gpuprov_rollout_promote": "auto",
 }
 # Facts gpuprov's roles set during a run; an inventory that sets one would be overridden.
 FACTS = {"gpuprov_team_image_run": "the team_image role"}

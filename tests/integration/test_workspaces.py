@@ -1287,6 +1287,77 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
     team.play("playbooks/upgrade.yml", extra=NO_GATES)
 
 
+def test_a_manual_promotion_stops_after_the_canary_until_the_same_command_runs_again(
+    team, testbed, images
+):
+    pin(team, images["v4"])
+    before = container_ids(testbed)
+    manual = (*NO_GATES, "-e", "gpuprov_rollout_promote=manual")
+    first = team.play("playbooks/upgrade.yml", extra=manual)
+    said = " ".join(first.stdout.split())
+    assert f"canary h100 runs {images['v4']} and passed the health gate; no other host moved" in (
+        said
+    ), said[-3000:]
+    assert all(running_on(testbed, images["v4"], ("h100",)).values())
+    assert running_on(testbed, images["v4"], ("oldgpu",)) == {"gpuprov-carol-jupyter": False}
+    canary = container_ids(testbed)
+    assert canary["gpuprov-carol-jupyter"] == before["gpuprov-carol-jupyter"]
+
+    promoted = team.play("playbooks/upgrade.yml", extra=manual)
+    assert "passed the health gate; no other host moved" not in promoted.stdout
+    after = container_ids(testbed)
+    assert after["gpuprov-alice-jupyter"] == canary["gpuprov-alice-jupyter"], "moved twice"
+    assert all(running_on(testbed, images["v4"]).values())
+    assert [entry["image"] for entry in history(testbed, "oldgpu")][-1] == images["v4"]
+
+
+def test_a_failed_batch_sends_the_hosts_already_moved_back_under_the_rollback_action(
+    team, testbed, images
+):
+    """The fleet runs v4; the pin goes to v3 in batches of 1 then 2, with
+    gpuprov_rollout_failure_action rollback. h100, the canary, moves; oldgpu is lost while
+    it moves in the second batch, beside notoolkit: h100 goes back to v4, oldgpu keeps
+    its record, and the next run with the pin on v3 converges the whole fleet."""
+    assert all(running_on(testbed, images["v4"]).values()), "the test before leaves v4"
+    sums = home_checksums(testbed)
+    team.hosts.append("notoolkit")
+    pin(team, images["v3"])
+    extra = (
+        *NO_GATES, "-e", "gpuprov_rollout_batches=1,2", "-e", "rollout_min_healthy_time=20",
+        "-e", "gpuprov_rollout_failure_action=rollback",
+    )  # fmt: skip
+    try:
+        run = team.start("playbooks/upgrade.yml", extra=extra)
+        try:
+            wait_for(lambda: has_state(testbed, "oldgpu"), 300, "oldgpu's rollout record")
+            testbed.stop_host("oldgpu")
+            output = run.output(timeout=600)
+        finally:
+            run.kill()
+        said = " ".join(output.split())
+        assert run.proc.returncode != 0
+        assert "rollout stopped: 1 host(s) failed or became unreachable (oldgpu), more than " in (
+            said
+        ), said[-4000:]
+        assert "the hosts this run moved go back to the images their records name (h100)" in said
+        assert all(running_on(testbed, images["v4"], ("h100",)).values())
+        back = history(testbed, "h100")[-2:]
+        assert [(entry["outcome"], entry["image"]) for entry in back] == [
+            ("rolled_out", images["v3"]),
+            ("rolled_out", images["v4"]),
+        ], back
+        assert back[1]["previous"] == dict.fromkeys(back[1]["previous"], images["v3"])
+        assert not has_state(testbed, "h100")
+    finally:
+        if not testbed._running("oldgpu"):
+            testbed.start_host("oldgpu")
+        team.hosts.remove("notoolkit")
+    assert has_state(testbed, "oldgpu"), "the lost host keeps its record"
+    team.play("playbooks/upgrade.yml", extra=NO_GATES)
+    assert all(running_on(testbed, images["v3"]).values())
+    assert home_checksums(testbed) == sums
+
+
 # ---------------------------------------------------------------- onboarding
 
 

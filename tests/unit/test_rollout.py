@@ -132,12 +132,59 @@ def test_a_failure_budget_that_is_no_count_is_refused(given):
 
 
 def test_a_lost_host_counts_against_the_budget_like_a_failed_one():
-    """Ansible drops failed and unreachable hosts alike from ansible_play_hosts."""
-    said = rollout.budget_message(["a", "b", "c", "d"], ["a", "c", "d"], 0)
+    """A host that began its batch and never got through it failed or was lost."""
+    facts = {
+        "a": {"rollout_began": True, "rollout_done": True},
+        "b": {"rollout_began": True},
+        "c": {},
+        "d": {"rollout_began": True, "rollout_done": True},
+    }
+    said = rollout.budget_message(facts, ["a", "b", "c", "d"], 0)
     assert said.startswith("rollout stopped: 1 host(s) failed or became unreachable (b), more ")
     assert "later batches do not start" in said
-    assert rollout.budget_message(["a", "b", "c", "d"], ["a", "c", "d"], 1) == ""
-    assert rollout.budget_message(["a", "b"], ["a", "b"], 0) == ""
+    assert rollout.budget_message(facts, ["a", "b", "c", "d"], 1) == ""
+    assert rollout.budget_message(facts, ["a", "c"], 0) == "", "c's batch never began"
+
+
+def test_a_host_stopped_under_the_rollback_action_counts_though_it_is_through_its_batch():
+    facts = {
+        "a": {"rollout_began": True, "rollout_done": True, "rollout_moved": True},
+        "b": {"rollout_began": True, "rollout_done": True, "rollout_stopped": "stopped on b"},
+    }
+    assert rollout.failures(facts, ["a", "b"]) == {"b": "stopped"}
+    assert "(b)" in rollout.budget_message(facts, ["a", "b"], 0)
+    assert rollout.moved_hosts(facts, ["a", "b"]) == ["a"]
+
+
+def test_the_advice_says_what_happens_to_the_hosts_already_moved():
+    over = "rollout stopped: 1 host(s) failed or became unreachable (b), more than ..."
+    stop = rollout.failure_advice(over, "stop", [])
+    assert stop.startswith(over) and "hosts already moved stay" in stop
+    assert "gpuprov_rollout_failure_action: rollback" in stop
+    back = rollout.failure_advice(over, "rollback", ["a", "c"])
+    assert "the hosts this run moved go back to the images their records name (a, c)" in back
+    assert "(none had moved)" in rollout.failure_advice(over, "rollback", [])
+
+
+def test_a_manual_promotion_names_the_canary_and_how_to_go_on():
+    said = rollout.promotion_message(["h100"], "reg/team@sha256:ab")
+    assert said.startswith("canary h100 runs reg/team@sha256:ab and passed the health gate")
+    assert "run the same playbooks/upgrade.yml again" in said
+
+
+@pytest.mark.parametrize(
+    ("key", "good", "bad"),
+    [
+        ("gpuprov_rollout_failure_action", "rollback", "undo"),
+        ("gpuprov_rollout_promote", "manual", "ask"),
+    ],
+)
+def test_the_rollout_choices_are_checked_by_the_schema(key, good, bad):
+    schema = variables.TEAM_VARIABLES[key]
+    assert list(schema.validate(good, key)) == []
+    problems = list(schema.validate(bad, key))
+    assert problems and all(problem.path == key for problem in problems), problems
+    assert good in problems[0].message
 
 
 def test_the_preflight_lists_every_blocking_host_and_the_unreachable_ones():
