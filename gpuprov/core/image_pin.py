@@ -158,14 +158,35 @@ def human_size(value: int) -> str:
     return f"{value} B"
 
 
-def space_problem(free: int, needed: int, where: str, what: str) -> str | None:
-    """A message when `free` bytes at `where` cannot hold `needed` bytes for `what`."""
+def room_needed(pin: Mapping, min_free: int, archive_bytes: int = 0) -> tuple[int, str]:
+    """Bytes a host needs free before the team image arrives, and how that was reckoned.
+
+    A pin that records the image's unpacked size (``gpuprov image pin`` writes it)
+    asks for that size, half again for the compressed layers Docker downloads
+    while it unpacks the earlier ones, and 1 GiB of slack; without one,
+    team_image_min_free stands in.
+    """
+    if archive_bytes:
+        return archive_needed(archive_bytes), "the archive copied here and its unpacked layers"
+    size = pin.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size + size // 2 + 1024**3, (
+            f"the image unpacks to {human_size(size)}, and its layers download beside it"
+        )
+    return min_free, (
+        "team_image_min_free; lower it if the image is smaller, or put the image's size in "
+        "the pin (gpuprov image pin writes it)"
+    )
+
+
+def space_problem(free: int, needed: int, where: str, what: str, reckoned: str) -> str | None:
+    """A message when ``free`` bytes at ``where`` cannot hold ``needed`` bytes for ``what``."""
     if free >= needed:
         return None
     return (
         f"not enough disk space for {what}: {where} has {human_size(free)} free, "
-        f"{human_size(needed)} needed; free space there (docker image prune, docker "
-        "builder prune) or lower team_image_min_free if the image is smaller"
+        f"{human_size(needed)} needed ({reckoned}); free space there (docker image prune, "
+        "docker builder prune)"
     )
 
 
@@ -204,6 +225,7 @@ def pin_from_image(image: Mapping, reference: str, source: str = "pull") -> dict
         "id": str(image.get("Id")),
         "source": source,
         "flavour": "cpu" if cuda in ("", "none", "cpu") else "cuda",
+        **({"size": int(image["Size"])} if image.get("Size") else {}),
         "promises": promises,
     }
 
@@ -212,6 +234,8 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_./:@-]+$")
 
 
 def _yaml_scalar(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     text = str(value)
     # Versions such as 3.11 or 12.6 would be read back as numbers: quote all but plain words.
     if (
@@ -227,7 +251,7 @@ def render_pin(pin: Mapping, comment: str | None = None) -> str:
     """The pin as the YAML to commit in group_vars/all/image.yml."""
     lines = [f"# {line}" for line in (comment or "").splitlines()]
     lines.append("gpuprov_image:")
-    for key in ("reference", "digest", "id", "source", "flavour"):
+    for key in ("reference", "digest", "id", "source", "flavour", "size"):
         if pin.get(key) is not None:
             lines.append(f"  {key}: {_yaml_scalar(pin[key])}")
     lines.append("  promises:")

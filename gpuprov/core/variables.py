@@ -149,6 +149,11 @@ IMAGE = Map(
         ),
         "source": Str(choices=("pull", "build"), description="pull the digest, or build here."),
         "flavour": Str(choices=("cuda", "cpu"), description="cpu: a machine without a GPU."),
+        "size": Int(
+            minimum=1,
+            description="Bytes the image takes unpacked (docker inspect's Size); a host must "
+            "have room for it before a pull. gpuprov image pin writes it.",
+        ),
         "promises": PROMISES,
     },
     required=("reference", "source", "promises"),

@@ -42,7 +42,9 @@ options:
     choices: [before, after]
     default: after
   min_free:
-    description: Free space the Docker data root needs before a pull, e.g. 30g.
+    description: Free space the Docker data root needs before a pull, e.g. 30g, when the pin
+      does not record the image's size (C(size)); with it, that size, half again for the
+      downloads, and 1 GiB.
     type: str
     default: 20g
   archive_size:
@@ -119,9 +121,9 @@ def main() -> None:
         root = out.strip()
         stat = os.statvfs(root)
         free = stat.f_bavail * stat.f_frsize
-        needed = image_pin.archive_needed(p["archive_size"]) if p["archive_size"] else min_free
+        needed, reckoned = image_pin.room_needed(pin, min_free, p["archive_size"] or 0)
         result["free_bytes"] = free
-        problem = image_pin.space_problem(free, needed, root, f"{pin.get('reference')}")
+        problem = image_pin.space_problem(free, needed, root, f"{pin.get('reference')}", reckoned)
         if problem:
             module.fail_json(msg=problem, **result)
         module.exit_json(**result)

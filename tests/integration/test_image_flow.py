@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support.pins import CPU
+from support.playbooks import task_results
 from testbed import TestBed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +170,11 @@ def test_pull_by_digest_verifies_audits_and_is_idempotent(
     inventory = hosts_inventory(testbed, tmp_path / "hosts.yml")
     extra = {"gpuprov_image": pin, "team_image_min_free": "1g"}
     first = playbook(inventory, "playbooks/image.yml", "-l", "h100,oldgpu", extra=extra)
-    assert "Audit the team image before anything uses it" in first.stdout
+    # One digest, one audit for the fleet: it runs on one host, both read its verdict.
+    audited = task_results(first.stdout, "Audit the team image before anything uses it")
+    assert len(audited) == 1, audited
+    assert "fatal" not in audited[0]
+    assert pin["size"] > 0, "gpuprov's pin records the image's unpacked size"
     for host in ("h100", "oldgpu"):
         found = image_on(testbed, host, f"{pin['reference']}@{pin['digest']}")
         assert found and found["Id"] == pin["id"]

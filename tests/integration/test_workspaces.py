@@ -29,6 +29,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from support.playbooks import task_results
 from testbed import CommandError, TestBed
 from testbed.paths import cache_dir
 
@@ -962,20 +963,32 @@ def test_a_rollout_moves_one_batch_after_the_other(team, testbed, images):
 @pytest.mark.parametrize(
     ("gate", "options", "stopped_at"),
     [
-        ("audit", (*ROLLOUT, "-e", "rollout_verify=false"), "Audit the team image"),
+        ("audit", (*ROLLOUT, "-e", "rollout_verify=false"), "Stop when the team image failed"),
         ("host gates", (*ROLLOUT, "-e", "team_image_audit=false"), "Fail the host with the"),
+        # The pin says the image unpacks to 1 PiB: no host has room to pull it.
+        ("disk", NO_GATES, "Check the host's copy of the image, or the room to pull it: not "
+         "enough disk space for "),
     ],
-)
+)  # fmt: skip
 def test_the_preflight_refuses_the_rollout_listing_every_blocking_host(
     team, testbed, images, gate, options, stopped_at
 ):
     before = container_ids(testbed)
     pin(team, images["broken"])
+    if gate == "disk":
+        team.image["size"] = 1024**5
     try:
         proc = team.play("playbooks/upgrade.yml", check=False, extra=options)
     finally:
         pin(team, images["v3"])
+        team.image.pop("size", None)
     said = " ".join(proc.stdout.split())
+    if gate == "disk":
+        assert "needed (the image unpacks to 1024.0 TiB, and its layers download beside it)" in (
+            said
+        ), said[-4000:]
+    if gate == "audit":
+        assert len(task_results(proc.stdout, "Audit the team image before anything uses it")) == 1
     assert proc.returncode != 0
     assert (
         "pre-flight refused the rollout, 2 of 2 host(s) would block it, so no workspace was "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def ansible_playbook(
         timeout=timeout,
         check=False,
     )
+
+
+def task_results(stdout: str, task: str) -> list[str]:
+    """The per-host result lines (`ok: [h100]`, `fatal: [oldgpu]: …`) of the task named so."""
+    lines: list[str] = []
+    for chunk in stdout.split("\nTASK [")[1:]:
+        if chunk.split("]", 1)[0].endswith(task):
+            lines += [
+                line for line in chunk.splitlines() if re.match(r"(ok|changed|fatal): \[", line)
+            ]
+    return lines

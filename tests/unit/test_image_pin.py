@@ -28,6 +28,7 @@ def image(
     return {
         "Id": id_,
         "RepoDigests": list(repo_digests),
+        "Size": 7_812_345_678,
         "Config": {
             "Labels": image_build.labels(promises, "pip"),
             "Env": ["PATH=/opt/venv/bin:/usr/bin", "CUDA_VERSION=12.6.3"],
@@ -102,13 +103,32 @@ def test_a_bad_size_is_named():
 
 
 def test_a_full_disk_is_a_clear_error_before_the_pull():
-    message = image_pin.space_problem(2 * 1024**3, 20 * 1024**3, "/var/lib/docker", "team/pytorch")
+    needed, reckoned = image_pin.room_needed({"reference": "team/pytorch"}, 20 * 1024**3)
+    message = image_pin.space_problem(
+        2 * 1024**3, needed, "/var/lib/docker", "team/pytorch", reckoned
+    )
     assert message == (
         "not enough disk space for team/pytorch: /var/lib/docker has 2.0 GiB free, 20.0 GiB "
-        "needed; free space there (docker image prune, docker builder prune) or lower "
-        "team_image_min_free if the image is smaller"
+        "needed (team_image_min_free; lower it if the image is smaller, or put the image's size "
+        "in the pin (gpuprov image pin writes it)); free space there (docker image prune, docker "
+        "builder prune)"
     )
-    assert image_pin.space_problem(21 * 1024**3, 20 * 1024**3, "/", "x") is None
+    assert image_pin.space_problem(21 * 1024**3, needed, "/", "x", reckoned) is None
+
+
+def test_a_pin_with_the_image_size_asks_for_that_room_instead_of_the_floor():
+    size = 8 * 1024**3
+    needed, reckoned = image_pin.room_needed({"size": size}, 20 * 1024**3)
+    assert needed == size + size // 2 + 1024**3
+    assert reckoned == "the image unpacks to 8.0 GiB, and its layers download beside it"
+    huge = 40 * 1024**3
+    assert image_pin.room_needed({"size": huge}, 20 * 1024**3)[0] > 60 * 1024**3
+    # An archive's room comes from the archive, whatever the pin says.
+    assert image_pin.room_needed({"size": size}, 0, 1024**3) == (
+        3 * 1024**3,
+        "the archive copied here and its unpacked layers",
+    )
+    assert image_pin.room_needed({"size": True}, 5)[0] == 5, "a boolean is no size"
 
 
 def test_a_pin_without_a_digest_cannot_be_pulled():
@@ -126,6 +146,7 @@ def test_the_pin_of_a_pushed_image_round_trips_through_yaml():
         "id": IMAGE_ID,
         "source": "pull",
         "flavour": "cpu",
+        "size": 7_812_345_678,
         "promises": PROMISES,
     }
     text = image_pin.render_pin(pin, "commit me")
