@@ -5,7 +5,9 @@ its SSH sessions. Before a host's workspaces move, gpuprov reads, per
 workspace: Jupyter's kernels and terminals (busy, or active within
 ``idle_minutes``; the server's own last_activity is not used, because every
 API call, gpuprov's included, moves it), SSH sessions and the processes
-started in them (``docker top``). The inventory's policy then decides:
+started in them (``docker top``), and the GPU compute processes among the
+container's processes (``nvidia-smi``, once per look at a host). The
+inventory's policy then decides:
 ``wait`` until idle (up to a deadline), ``skip`` (the workspace keeps its
 image and is reported pending; the next run picks it up) or ``force``. Each
 command sits beside the parser of its output. Standard library only.
@@ -18,6 +20,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from .nvidia import (
+    ComputeProcess,
+    DriverState,
+    NvidiaSmiParseError,
+    classify_failure,
+    parse_compute_apps,
+)
 
 POLICIES = ("wait", "skip", "force")
 # Processes every workspace runs whether or not anyone uses it: tini, the
@@ -78,6 +88,63 @@ def session_reasons(processes: Sequence[tuple[int, int, str]]) -> list[str]:
         reasons.append(
             f"{len(jobs)} process(es) running ({shown}{', ...' if len(jobs) > 3 else ''})"
         )
+    return reasons
+
+
+@dataclass(frozen=True)
+class GpuProcesses:
+    """A host's GPU compute processes; ``unknown`` says why they could not be read."""
+
+    processes: tuple[ComputeProcess, ...] = ()
+    unknown: str = ""
+
+
+# Failures that say no process can hold a GPU: no driver loaded, or no GPU it sees.
+_NO_GPU_WORK = (DriverState.NOT_LOADED, DriverState.NO_DEVICES)
+
+
+def gpu_processes(returncode: int | None, stdout: str, stderr: str = "") -> GpuProcesses:
+    """What ``nvidia.COMPUTE_APPS_COMMAND`` said; ``returncode`` None: nvidia-smi is absent.
+
+    A host without nvidia-smi, without a loaded driver or without a GPU the driver
+    sees runs no GPU work. Any other failure (a driver upgraded under running
+    processes, which then fails with a version mismatch, is the usual one) may hide
+    some: it is unknown, and so counts as busy.
+    """
+    if returncode is None:
+        return GpuProcesses()
+    status = classify_failure(returncode, f"{stdout}\n{stderr}")
+    if status.state in _NO_GPU_WORK:
+        return GpuProcesses()
+    if returncode != 0:
+        said = status.detail[:200] or "no output"
+        return GpuProcesses(
+            unknown=f"GPU processes could not be read: nvidia-smi exited {returncode}: {said}"
+        )
+    try:
+        return GpuProcesses(tuple(parse_compute_apps(stdout)))
+    except NvidiaSmiParseError as error:
+        return GpuProcesses(unknown=f"GPU processes could not be read: {error}")
+
+
+def gpu_reasons(
+    processes: Sequence[tuple[int, int, str]], gpus: Sequence[ComputeProcess]
+) -> list[str]:
+    """The container's processes (``docker top``'s host pids) that hold a GPU.
+
+    The workspace's own services count too: an idle kernel holding a model in
+    GPU memory is state a restart loses. A process on several GPUs is one reason.
+    """
+    pids = {pid for pid, _, _ in processes}
+    held: dict[int, list[ComputeProcess]] = {}
+    for gpu in gpus:
+        if gpu.pid in pids:
+            held.setdefault(gpu.pid, []).append(gpu)
+    reasons = []
+    for pid, rows in held.items():
+        known = [row.used_memory_mib for row in rows if row.used_memory_mib is not None]
+        memory = f"{sum(known)} MiB" if known else "memory not reported"
+        reasons.append(f"GPU compute process pid {pid} ({rows[0].process_name}, {memory})")
     return reasons
 
 

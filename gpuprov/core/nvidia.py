@@ -410,6 +410,74 @@ def parse_list(text: str) -> list[GpuRecord]:
     ]
 
 
+# --- --query-compute-apps ---------------------------------------------------------
+
+# The processes holding a compute context on a GPU, one row per process and GPU,
+# with host pids. The fields are those the captures in tests/fixtures were taken
+# with, so the test bed's fake nvidia-smi, which replays exact command lines,
+# answers the same command; the parser reads only what it needs, by header.
+COMPUTE_APPS_COMMAND = (
+    "nvidia-smi",
+    "--query-compute-apps=timestamp,gpu_name,gpu_bus_id,gpu_serial,gpu_uuid,pid,process_name,"
+    "used_gpu_memory",
+    "--format=csv",
+)
+_COMPUTE_APPS_COLUMNS = ("pid", "process_name", "used_gpu_memory", "gpu_uuid")
+
+
+@dataclass(frozen=True)
+class ComputeProcess:
+    """One process's compute context on one GPU (a process on two GPUs is two rows)."""
+
+    pid: int
+    process_name: str
+    used_memory_mib: int | None
+    gpu_uuid: str | None
+
+
+def parse_compute_apps(text: str) -> list[ComputeProcess]:
+    """Parse `nvidia-smi --query-compute-apps=...,pid,process_name,... --format=csv`.
+
+    The header (always printed, also when no process runs) names the columns.
+    nvidia-smi separates cells with ", " and quotes nothing, so a process name
+    holding ", " spills into the next cells: the cells over the header's count
+    go back into the name. A used memory nvidia-smi cannot tell ("[N/A]") is None.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise NvidiaSmiParseError("no output from --query-compute-apps, not even its header")
+    header = [re.sub(r"\s*\[[^\]]*\]$", "", cell.strip()) for cell in lines[0].split(", ")]
+    missing = [name for name in _COMPUTE_APPS_COLUMNS if name not in header]
+    if missing:
+        raise NvidiaSmiParseError(
+            f"--query-compute-apps output without {', '.join(missing)} in its header: "
+            f"{lines[0].strip()[:200]!r}"
+        )
+    name_at = header.index("process_name")
+    processes = []
+    for number, line in enumerate(lines[1:], start=1):
+        cells = [cell.strip() for cell in line.split(", ")]
+        spill = len(cells) - len(header)
+        if spill < 0:
+            raise NvidiaSmiParseError(
+                f"row {number} has {len(cells)} values for {len(header)} fields: {line[:200]!r}"
+            )
+        cells[name_at : name_at + spill + 1] = [", ".join(cells[name_at : name_at + spill + 1])]
+        row = dict(zip(header, cells, strict=True))
+        if not row["pid"].isdigit():
+            raise NvidiaSmiParseError(f"row {number}: expected a pid, got {row['pid']!r}")
+        memory = row["used_gpu_memory"]
+        processes.append(
+            ComputeProcess(
+                pid=int(row["pid"]),
+                process_name=row["process_name"],
+                used_memory_mib=None if _marker(memory) else _number(memory),
+                gpu_uuid=None if _marker(row["gpu_uuid"]) else row["gpu_uuid"],
+            )
+        )
+    return processes
+
+
 # --- failures ---------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import activity
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core import activity, nvidia
 from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov.core.workspace import (
     container_name,
     token_file,
@@ -23,7 +23,8 @@ description:
   - Per workspace, reads Jupyter's kernels and terminals (busy, or active within
     O(idle_minutes)) with the user's token, which never leaves the host, and the container's
     processes from C(docker top), that is open SSH sessions and anything that is not the
-    workspace's own services. What cannot be read counts as busy.
+    workspace's own services, and which of those processes hold a GPU (C(nvidia-smi
+    --query-compute-apps), its services' included). What cannot be read counts as busy.
   - Writes O(notice) into every SSH session of the workspaces that will restart, then applies
     O(policy) to the busy ones, C(wait) polling until they are idle or O(wait_deadline) passes,
     C(skip) leaving them on their image (pending), C(force) restarting them anyway.
@@ -120,13 +121,26 @@ def _terminals(url: str, token: str) -> list:
         raise
 
 
-def look(params: dict, workspace: dict) -> activity.Activity:
+def gpus() -> activity.GpuProcesses:
+    """The host's GPU compute processes, read once for all its workspaces."""
+    try:
+        ran = _run(list(nvidia.COMPUTE_APPS_COMMAND))
+    except FileNotFoundError:
+        return activity.gpu_processes(None, "")
+    except subprocess.TimeoutExpired as error:  # a wedged GPU blocks nvidia-smi
+        return activity.gpu_processes(124, "", f"no answer within {error.timeout:.0f} s")
+    return activity.gpu_processes(ran.returncode, ran.stdout, ran.stderr)
+
+
+def look(params: dict, workspace: dict, gpu: activity.GpuProcesses) -> activity.Activity:
     name = container_name(workspace["user"], workspace["kind"])
     reasons: list[str] = []
-    unknown: list[str] = []
+    unknown: list[str] = [gpu.unknown] if gpu.unknown else []
     top = _run(activity.top_command(params["docker_host"], name))
     if top.returncode == 0:
-        reasons += activity.session_reasons(activity.parse_top(top.stdout))
+        processes = activity.parse_top(top.stdout)
+        reasons += activity.session_reasons(processes)
+        reasons += activity.gpu_reasons(processes, gpu.processes)
     else:
         unknown.append(f"docker top failed: {(top.stderr or top.stdout).strip()[:200]}")
     if workspace["kind"] == "jupyter":
@@ -160,7 +174,8 @@ def main() -> None:
     )
     params = module.params
     by_name = {container_name(w["user"], w["kind"]): w for w in params["workspaces"]}
-    found = {name: look(params, w) for name, w in by_name.items()}
+    gpu = gpus()
+    found = {name: look(params, w, gpu) for name, w in by_name.items()}
     busy = {n: [*a.reasons, *a.unknown] for n, a in found.items() if a.busy or a.unknown}
     noticed = []
     # A skipped workspace does not restart: its users need no notice.
@@ -184,7 +199,8 @@ def main() -> None:
         if "wait" not in verdicts.values():
             break
         time.sleep(params["poll"])
-        found.update({n: look(params, by_name[n]) for n, v in verdicts.items() if v == "wait"})
+        gpu = gpus()
+        found.update({n: look(params, by_name[n], gpu) for n, v in verdicts.items() if v == "wait"})
     pending = {
         n: [*found[n].reasons, *found[n].unknown] for n, v in verdicts.items() if v == "pending"
     }

@@ -1186,13 +1186,16 @@ def test_the_rollouts_probe_key_logs_in_to_run_one_echo_and_nothing_else(team, t
     assert home == ""
 
 
-def jupyter_api(testbed: TestBed, method: str, path: str) -> str:
-    """Alice's Jupyter API on h100, as her browser would call it."""
-    url = f"http://127.0.0.1:{port(2001, 'jupyter')}/api/{path}"
+def jupyter_api(
+    testbed: TestBed, method: str, path: str, user: str = "alice", token: str = ALICE_TOKEN
+) -> str:
+    """A user's Jupyter API (alice's by default), as their browser would call it."""
+    host, uid = {"alice": ("h100", 2001), "carol": ("oldgpu", 2003)}[user]
+    url = f"http://127.0.0.1:{port(uid, 'jupyter')}/api/{path}"
     argv = ["curl", "-s", "--max-time", "10", "-X", method,
-            "-H", f"Authorization: token {ALICE_TOKEN}", url]  # fmt: skip
+            "-H", f"Authorization: token {token}", url]  # fmt: skip
     return subprocess.run(
-        testbed.in_host_netns("h100", argv), capture_output=True, text=True, check=True
+        testbed.in_host_netns(host, argv), capture_output=True, text=True, check=True
     ).stdout
 
 
@@ -1242,15 +1245,30 @@ def webhook() -> Iterator[Hook]:
         server.shutdown()
 
 
+def kernel_pid(testbed: TestBed, host: str, container: str, kernel: str) -> int | None:
+    """The host pid of a Jupyter kernel, from its connection file's name (kernel-ID.json)."""
+    top = on_host(testbed, host, f"docker top {container} -eo pid,args")
+    pids = [line.split()[0] for line in top.splitlines() if f"kernel-{kernel}.json" in line]
+    return int(pids[0]) if pids else None
+
+
 def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed, images, tmp_path):
     """A kernel used a moment ago and an open SSH session: with skip, alice's workspaces keep
-    their image and are reported pending while carol's moves; with wait, alice reads the
-    notice in her session, ends her work, and the rollout moves her workspaces then."""
+    their image and are reported pending, and so is carol's, whose new kernel holds a GPU. With
+    wait, alice reads the notice in her session, ends her work, and the rollout moves her
+    workspaces then, and carol's, whose kernel has ended."""
     kernel = json.loads(jupyter_api(testbed, "POST", "kernels"))["id"]
+    carol_token = on_host(testbed, "oldgpu", "cat /etc/gpuprov/secrets/carol/jupyter-token")
+    carol_kernel = json.loads(jupyter_api(testbed, "POST", "kernels", "carol", carol_token))["id"]
     session = open_session(testbed, team, tmp_path / "session.log")
     try:
         top = "docker top gpuprov-alice-ssh -eo pid,args"
         wait_for(lambda: "sshd: alice@pts" in on_host(testbed, "h100", top), 30, "her session")
+        carol = ("oldgpu", "gpuprov-carol-jupyter", carol_kernel)
+        wait_for(lambda: kernel_pid(testbed, *carol), 30, "carol's kernel")
+        gpu_pid = kernel_pid(testbed, *carol)
+        # The bed runs no CUDA: its nvidia-smi reports the kernel as a GPU compute process.
+        testbed.reconfigure_host("oldgpu", compute_pids=(gpu_pid,))
         before = container_ids(testbed)
         pin(team, images["v4"])
         with webhook() as heard:
@@ -1260,22 +1278,38 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
                        "-e", f"gpuprov_rollout_webhook={heard.url}"),
             )  # fmt: skip
         # The team's channel hears it (the notice reaches SSH sessions only), the log does not.
-        assert [body["host"] for body in heard.bodies] == ["h100"]
+        gpu_reason = f"GPU compute process pid {gpu_pid} (ffmpeg, 538 MiB)"
+        assert [body["host"] for body in heard.bodies] == ["h100", "oldgpu"]
         assert {w["name"]: w["outcome"] for w in heard.bodies[0]["workspaces"]} == {
             "gpuprov-alice-jupyter": "pending",
             "gpuprov-alice-ssh": "pending",
         }
+        # gpuprov_rollout_idle_minutes is the team's: the kernel, just started, counts too.
+        (carol_busy,) = heard.bodies[1]["workspaces"]
+        assert (carol_busy["name"], carol_busy["outcome"]) == ("gpuprov-carol-jupyter", "pending")
+        assert carol_busy["reasons"][0] == gpu_reason
+        assert re.fullmatch(r"python3 kernel active \d+ min ago", carol_busy["reasons"][1])
         assert heard.url not in skipped.stdout
         said = " ".join(skipped.stdout.split())
-        assert "h100: moved nothing; PENDING, still on their image: " in said, said[-3000:]
+        # bob, idle, moves where the story's earlier tests did not remove him (a -k run).
+        assert re.search(
+            r"h100: moved (nothing|gpuprov-bob-ssh); PENDING, still on their image: ", said
+        ), said[-3000:]
         assert re.search(r"gpuprov-alice-jupyter \(python3 kernel active \d+ min ago\)", said)
         assert "gpuprov-alice-ssh (SSH session open (pts/" in said
+        assert (
+            f"oldgpu: moved nothing; PENDING, still on their image: gpuprov-carol-jupyter "
+            f"({gpu_reason}, python3 kernel active " in said
+        ), said[-3000:]
         after = container_ids(testbed)
-        assert after["gpuprov-alice-jupyter"] == before["gpuprov-alice-jupyter"]
-        assert after["gpuprov-alice-ssh"] == before["gpuprov-alice-ssh"]
-        assert running_on(testbed, images["v4"])["gpuprov-carol-jupyter"]
+        for name in ("gpuprov-alice-jupyter", "gpuprov-alice-ssh", "gpuprov-carol-jupyter"):
+            assert after[name] == before[name], name
+        assert not running_on(testbed, images["v4"], ("oldgpu",))["gpuprov-carol-jupyter"]
         assert session.poll() is None, "the session survived the rollout"
 
+        # Carol's kernel ends, and with it its GPU memory.
+        jupyter_api(testbed, "DELETE", f"kernels/{carol_kernel}", "carol", carol_token)
+        testbed.reconfigure_host("oldgpu", compute_pids=())
         waiting = team.start(
             "playbooks/upgrade.yml",
             extra=(*NO_GATES, "-e", "gpuprov_rollout_busy=wait", "-e", "gpuprov_rollout_wait=300"),
@@ -1296,9 +1330,14 @@ def test_work_in_progress_is_skipped_then_waited_for_with_a_notice(team, testbed
             waiting.kill()
         assert waiting.proc.returncode == 0, output[-3000:]
         assert "h100: moved gpuprov-alice-jupyter, gpuprov-alice-ssh" in " ".join(output.split())
+        assert "oldgpu: moved gpuprov-carol-jupyter" in " ".join(output.split())
         assert all(running_on(testbed, images["v4"]).values())
     finally:
         session.kill()
+        testbed.reconfigure_host("oldgpu", compute_pids=())
+        # Gone already when the test got that far (the kernel, or its container).
+        with contextlib.suppress(subprocess.CalledProcessError):
+            jupyter_api(testbed, "DELETE", f"kernels/{carol_kernel}", "carol", carol_token)
         pin(team, images["v3"])
     team.play("playbooks/upgrade.yml", extra=NO_GATES)
 

@@ -25,6 +25,9 @@ from the HostSpec; keys are its fields, `name` as `hostname`, plus
   `driver_version`/`cuda_version` are claimed in place of
   the capture's. capture null: "NVIDIA-SMI has failed ..." exit 9;
   driver_mismatch: "Failed to initialize NVML: Driver/library version mismatch" exit 18.
+  `--query-compute-apps` (gpuprov's exact command) answers the capture's
+  header and, per pid in `compute_pids`, its load run's first row with that pid:
+  the GPU compute processes a test makes up (the bed can run no CUDA process).
 - with `toolkit_version` set, `nvidia-ctk` (`--version`, `runtime configure
   --runtime=docker [--set-as-default]`), `nvidia-container-cli` (`--version`,
   `info`), `nvidia-container-runtime` (logs, then runc) and

@@ -24,6 +24,10 @@ class HostSpec:
     phase: "idle" or "load": which of the capture's two runs to replay.
     nvidia_runtime: daemon.json already has the `nvidia` runtime, as after
         `nvidia-ctk runtime configure --runtime=docker`.
+    compute_pids: host pids nvidia-smi --query-compute-apps reports as GPU compute
+        processes (the capture's load row once per pid, pid replaced); empty = none,
+        in either phase. No CUDA process can exist on the bed, so a test names one
+        of a container's processes here to make it hold a GPU.
     """
 
     name: str
@@ -34,6 +38,7 @@ class HostSpec:
     driver_mismatch: bool = False
     phase: str = "idle"
     nvidia_runtime: bool = False
+    compute_pids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Fail at construction, not as an odd nvidia-smi error deep inside a playbook run.
@@ -43,6 +48,8 @@ class HostSpec:
             raise ValueError(f"host {self.name}: no capture {self.capture!r}")
         if self.phase not in ("idle", "load"):
             raise ValueError(f"host {self.name}: phase must be 'idle' or 'load'")
+        if not all(isinstance(pid, int) and pid > 0 for pid in self.compute_pids):
+            raise ValueError(f"host {self.name}: compute_pids must be pids: {self.compute_pids}")
 
     def fake_config(self, insecure_registries: list[str]) -> dict:
         """The JSON the host's entrypoint and fake tools read."""

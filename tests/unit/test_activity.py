@@ -8,9 +8,11 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
+from support.captures import L40S, section
 
 from gpuprov.core import activity
-from gpuprov.core.activity import Activity
+from gpuprov.core.activity import Activity, GpuProcesses
+from gpuprov.core.nvidia import COMPUTE_APPS_COMMAND, ComputeProcess
 
 # docker top -eo pid,etimes,args in the test bed's workspaces (the team image's entrypoint).
 TOP_IDLE = """\
@@ -58,6 +60,80 @@ def test_the_real_ps_output_parses(tmp_path):
     out = subprocess.run(["ps", "-eo", "pid,etimes,args"], capture_output=True, text=True)
     processes = activity.parse_top(out.stdout)
     assert processes and all(pid > 0 and seconds >= 0 for pid, seconds, _ in processes)
+
+
+# The L40S's real compute-apps answers; its load run's first row is ffmpeg, pid 20037.
+GPU_IDLE, GPU_LOAD = section(L40S, " ".join(COMPUTE_APPS_COMMAND))
+
+
+def test_a_kernel_holding_a_gpu_keeps_an_otherwise_idle_workspace_busy():
+    """The kernel is one of the workspace's services, yet its GPU memory is the user's state."""
+    processes = activity.parse_top(TOP_JUPYTER.replace("50110 ", "20037 "))
+    assert activity.session_reasons(processes) == []
+    gpus = activity.gpu_processes(0, GPU_LOAD)
+    assert activity.gpu_reasons(processes, gpus.processes) == [
+        "GPU compute process pid 20037 (ffmpeg, 538 MiB)"
+    ]
+    # The host's other GPU processes belong to other containers (or to none).
+    assert activity.gpu_reasons(activity.parse_top(TOP_BUSY), gpus.processes) == []
+    assert activity.gpu_reasons(processes, activity.gpu_processes(0, GPU_IDLE).processes) == []
+
+
+def test_a_process_on_two_gpus_is_one_reason_with_its_memory_summed():
+    gpus = [
+        ComputeProcess(41377, "python", 1000, "GPU-a"),
+        ComputeProcess(41377, "python", 24, "GPU-b"),
+        ComputeProcess(41301, "bash", None, "GPU-a"),
+    ]
+    assert activity.gpu_reasons(activity.parse_top(TOP_BUSY), gpus) == [
+        "GPU compute process pid 41377 (python, 1024 MiB)",
+        "GPU compute process pid 41301 (bash, memory not reported)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stdout", "stderr", "unknown"),
+    [
+        # No nvidia-smi: a host without GPUs; no driver loaded or no GPU seen: none can run.
+        (None, "", "", ""),
+        (
+            9,
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+            "",
+            "",
+        ),
+        (6, "No devices were found", "", ""),
+        # A driver upgraded under running processes: they may still run.
+        (
+            18,
+            "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 595.80",
+            "",
+            "GPU processes could not be read: nvidia-smi exited 18: Failed to initialize NVML: "
+            "Driver/library version mismatch",
+        ),
+        (
+            124,
+            "",
+            "no answer within 60 s",
+            "GPU processes could not be read: nvidia-smi exited 124: no answer within 60 s",
+        ),
+        (
+            0,
+            "Segmentation fault\n",
+            "",
+            "GPU processes could not be read: --query-compute-apps output without pid, "
+            "process_name, used_gpu_memory, gpu_uuid in its header: 'Segmentation fault'",
+        ),
+        (
+            0,
+            "",
+            "",
+            "GPU processes could not be read: no output from --query-compute-apps, not even its header",
+        ),
+    ],
+)
+def test_gpu_processes_that_could_not_be_read_are_unknown(returncode, stdout, stderr, unknown):
+    assert activity.gpu_processes(returncode, stdout, stderr) == GpuProcesses((), unknown)
 
 
 KERNELS = json.loads("""[

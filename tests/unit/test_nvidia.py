@@ -9,12 +9,15 @@ import pytest
 from support.captures import CAPTURES, DRIVER_610, FIXTURES, section, sections
 
 from gpuprov.core.nvidia import (
+    COMPUTE_APPS_COMMAND,
     NOT_OFFERED,
     QUERY_GPU_FIELDS,
     QUERY_GPU_FORMAT,
+    ComputeProcess,
     DriverState,
     NvidiaSmiParseError,
     classify_failure,
+    parse_compute_apps,
     parse_driver_info,
     parse_help_query_gpu,
     parse_list,
@@ -237,6 +240,46 @@ def test_list_of_the_mig_capture_has_its_mig_devices():
     assert gpu.mig_devices[1].uuid == "MIG-00000001-0000-0000-0000-000000000001"
 
 
+# file stem -> the compute-apps rows of its idle and its load run: (pid, name, MiB)
+COMPUTE_APPS = {
+    "linux-x86_64__nvidia-geforce-rtx-2080-super__595.71.05": (
+        [],
+        [(5268, "ffmpeg", 370), (5267, "ffmpeg", 230)],
+    ),
+    # A desktop: the compositor holds the GPU even when nothing else runs.
+    "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05": (
+        [(2165, "/usr/bin/kwin_wayland", 25)],
+        [(2165, "/usr/bin/kwin_wayland", 25), (5022, "ffmpeg", 503), (5021, "ffmpeg", 360)],
+    ),
+    "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01": (
+        [],
+        [(11327, "/root/tools/memhog", 2566), (11328, "/root/tools/memhog", 1542),
+         (11345, "./gpu_burn", 15690)],
+    ),
+    "linux-x86_64__nvidia-h100-mig__590.48.01": (
+        [],
+        [(21180, "/root/tools/memhog", 2296), (21181, "/root/tools/memhog", 1272),
+         (21198, "./gpu_burn", 7484)],
+    ),
+    "linux-x86_64__nvidia-h200__590.48.01": (
+        [],
+        [(10291, "/root/tools/memhog", 2566), (10293, "/root/tools/memhog", 1542),
+         (10309, "./gpu_burn", 28234)],
+    ),
+    "linux-x86_64__nvidia-l40s__595.80": ([], [(20037, "ffmpeg", 538), (20038, "ffmpeg", 681)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.stem)
+def test_compute_apps_idle_and_load(path):
+    """The command gpuprov runs is the one every capture ran, in its idle and its load run."""
+    idle, load = section(path, " ".join(COMPUTE_APPS_COMMAND))
+    for body, expected in zip((idle, load), COMPUTE_APPS[path.stem], strict=True):
+        processes = parse_compute_apps(body)
+        assert [(p.pid, p.process_name, p.used_memory_mib) for p in processes] == expected
+        assert {p.gpu_uuid for p in processes} <= {"GPU-00000000-0000-0000-0000-000000000000"}
+
+
 # --- literal edge cases ---------------------------------------------------------------
 
 
@@ -284,6 +327,45 @@ def test_query_gpu_rejects_garbage_in_a_number():
 
 def test_empty_query_output_means_no_gpus():
     assert parse_query_gpu("") == []
+
+
+COMPUTE_HEADER = (
+    "timestamp, gpu_name, gpu_bus_id, gpu_serial, gpu_uuid, pid, process_name, "
+    "used_gpu_memory [MiB]\n"
+)
+
+
+def test_compute_apps_without_a_memory_figure_and_with_a_comma_in_the_name():
+    text = COMPUTE_HEADER + (
+        "2026/07/03 22:11:09.916, NVIDIA H200, 00000000:83:00.0, [N/A], GPU-a, 7, "
+        "/home/al/runs, v2/train, [N/A]\n"
+        "2026/07/03 22:11:09.916, NVIDIA H200, 00000000:84:00.0, [N/A], [N/A], 8, python3, "
+        "10 MiB\n"
+    )
+    assert parse_compute_apps(text) == [
+        ComputeProcess(7, "/home/al/runs, v2/train", None, "GPU-a"),
+        ComputeProcess(8, "python3", 10, None),
+    ]
+
+
+def test_compute_apps_columns_come_from_the_header():
+    text = "pid, used_gpu_memory [MiB], process_name, gpu_uuid\n42, 300 MiB, python3, GPU-b\n"
+    assert parse_compute_apps(text) == [ComputeProcess(42, "python3", 300, "GPU-b")]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "not even its header"),
+        ("No running processes found\n", "without pid, process_name"),
+        (COMPUTE_HEADER + "Unknown Error\n", "row 1 has 1 values for 8 fields"),
+        (COMPUTE_HEADER + "t, g, b, s, u, [N/A], python3, 10 MiB\n", "expected a pid"),
+        (COMPUTE_HEADER + "t, g, b, s, u, 7, python3, lots\n", "whole number"),
+    ],
+)
+def test_compute_apps_rejects_what_it_cannot_read(text, needle):
+    with pytest.raises(NvidiaSmiParseError, match=needle):
+        parse_compute_apps(text)
 
 
 def test_list_rejects_unknown_lines():

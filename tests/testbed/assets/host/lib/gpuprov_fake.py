@@ -45,6 +45,12 @@ NO_DRIVER = (
 )
 MISMATCH = "Failed to initialize NVML: Driver/library version mismatch"
 SECTION_RULE = "#" * 80
+# gpuprov's read of the GPU compute processes (gpuprov.core.nvidia.COMPUTE_APPS_COMMAND),
+# answered from the config's compute_pids.
+COMPUTE_APPS = (
+    "--query-compute-apps=timestamp,gpu_name,gpu_bus_id,gpu_serial,gpu_uuid,pid,process_name,"
+    "used_gpu_memory --format=csv"
+)
 
 
 def load_config() -> dict:
@@ -64,6 +70,8 @@ class Capture:
     def __init__(self, path: Path, phase: str = "idle") -> None:
         self.path = path
         self.sections: dict[str, str] = {}
+        # Every section by its run ("idle", "load", "capabilities") and command.
+        self.runs: dict[tuple[str, str], str] = {}
         lines = path.read_text().splitlines()
         i = 0
         while i < len(lines):
@@ -86,6 +94,7 @@ class Capture:
             for command in commands:
                 if command not in self.sections or label.startswith(phase):
                     self.sections[command] = body
+                self.runs[(label.split(" ::", 1)[0], command)] = body
             i = body_end
         version = self.sections.get("--version", "")
         match = re.search(r"DRIVER version\s*:\s*(\S+)", version)
@@ -252,6 +261,23 @@ def _query_gpu(driver: Driver, options: dict[str, str]) -> int:
     return 0
 
 
+def _compute_apps(driver: Driver, pids: list[int]) -> int:
+    """The capture's load row once per configured pid, nothing else: the bed runs no CUDA
+    process, whatever the capture's own runs showed (a desktop's compositor, a benchmark)."""
+    header, *rows = driver.capture.runs[("load", COMPUTE_APPS)].strip("\n").splitlines()
+    if pids and not rows:
+        print(f"(gpuprov fake: {driver.capture.path.name} has no load row)", file=sys.stderr)
+        return 2
+    column = [cell.strip() for cell in header.split(", ")].index("pid")
+    out = [header]
+    for pid in pids:
+        cells = rows[0].split(", ")
+        cells[column] = str(pid)
+        out.append(", ".join(cells))
+    print("\n".join(out))
+    return 0
+
+
 def nvidia_smi(args: list[str]) -> int:
     config = load_config()
     driver = driver_or_exit(config, "nvidia-smi")
@@ -261,6 +287,8 @@ def nvidia_smi(args: list[str]) -> int:
         time.sleep(float(hang))
     options = _options(args)
     command = " ".join(args)
+    if command == COMPUTE_APPS and ("load", command) in driver.capture.runs:
+        return _compute_apps(driver, config.get("compute_pids") or [])
     if command in driver.capture.sections:
         sys.stdout.write(driver.rewrite(driver.capture.sections[command]))
         return 0
