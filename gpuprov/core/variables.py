@@ -329,7 +329,8 @@ TEAM_VARIABLES: dict[str, Node] = {
     "gpuprov_rollout_busy": Str(
         choices=("wait", "skip", "force"),
         description="What a rollout does with a workspace in use (a kernel busy or used "
-        "within gpuprov_rollout_idle_minutes, an SSH session, a running job): wait until "
+        "within gpuprov_rollout_idle_minutes, an SSH session, a running job, a GPU compute "
+        "process): wait until "
         "idle (up to gpuprov_rollout_wait seconds, then as skip), skip (it keeps its image "
         "and is reported pending; the next run moves it) or force.",
     ),

@@ -468,6 +468,12 @@ class TestBed:
             "UserKnownHostsFile=/dev/null",
             "-o",
             "LogLevel=ERROR",
+            # A host the tests stop mid-run must read as lost within seconds; its
+            # sshd may die without its connections being closed.
+            "-o",
+            "ServerAliveInterval=3",
+            "-o",
+            "ServerAliveCountMax=4",
             "-o",
             # ssh ends its proxy with SIGHUP; under nohup (or a CI runner) the proxy
             # would inherit SIGHUP ignored, outlive ssh and hold its pipes open.
