@@ -468,8 +468,9 @@ class TestBed:
             "UserKnownHostsFile=/dev/null",
             "-o",
             "LogLevel=ERROR",
-            # A host the tests stop mid-run must read as lost within seconds; its
-            # sshd may die without its connections being closed.
+            # A host the tests stop mid-run may die without closing its connections:
+            # ssh must give up instead of waiting on TCP. (Ansible's runs put
+            # ansible.cfg's own keepalives first, and ssh keeps the first it reads.)
             "-o",
             "ServerAliveInterval=3",
             "-o",
