@@ -17,6 +17,10 @@ from support.layouts import conda_pkg
 
 from gpuprov.core import drift
 
+# Seconds each (real venvs and pip):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 OLD_LAYER = "py3.10-torch2.6.0-cu124"
 

@@ -16,6 +16,10 @@ import pytest
 from gpuprov import fleet
 from gpuprov.ansible_inventory import AnsibleInventory, Sources
 
+# Seconds each (real processes and sockets, some waited on to time out):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 LOCAL = fleet.Target("here", "localhost", local=True, gpu_required=False)
 
 

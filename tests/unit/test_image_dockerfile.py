@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# Seconds each (ansible-playbook renders the Dockerfile):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

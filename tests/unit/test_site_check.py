@@ -6,7 +6,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from support.playbooks import ansible_playbook
+
+# Seconds each (ansible-playbook runs site.yml):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from support.playbooks import ansible_playbook
 
+# Seconds each (ansible-playbook lists the tasks):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 PLAY = re.compile(r"^  play #\d+ \([^)]*\): (?P<name>.+?)\tTAGS: ")
 TASK = re.compile(r"^      (?P<name>.+?)\tTAGS: ")

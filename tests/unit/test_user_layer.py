@@ -15,6 +15,10 @@ from support.wheels import make_wheel
 from gpuprov.core import user_layer
 from gpuprov.core.user_layer import constraints_text, judge, layer_name, read_pins, refusals
 
+# Seconds each (a real venv, pip and wheels made here):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 PINS = read_pins(
     constraints_text(
         [("torch", "2.7.1+cu126"), ("torchvision", "0.22.1+cu126"), ("numpy", "2.1.3"),

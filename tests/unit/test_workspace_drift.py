@@ -14,6 +14,10 @@ from support.drift import team_image, user_home
 from gpuprov import cli
 from gpuprov.core import drift, workspace_drift
 
+# Seconds each (the inspection runs for real through gpuprov status's transport):
+# make quick leaves these out, make test runs them.
+pytestmark = pytest.mark.slow
+
 FAKE_DOCKER = r"""#!/bin/sh
 C="$(dirname "$0")/containers"
 case "$1" in
