@@ -1076,6 +1076,21 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def lose_mid_rollout(
+    team: Team, testbed: TestBed, host: str, extra: tuple[str, ...]
+) -> tuple[int | None, str]:
+    """Run upgrade.yml and stop `host` once its record says it moves: the run's exit
+    status and its output on one line."""
+    run = team.start("playbooks/upgrade.yml", extra=extra)
+    try:
+        wait_for(lambda: has_state(testbed, host), 300, f"{host}'s rollout record")
+        testbed.stop_host(host)
+        output = run.output(timeout=600)
+    finally:
+        run.kill()
+    return run.proc.returncode, " ".join(output.split())
+
+
 def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbed, images):
     """Batches of 2 over h100, notoolkit, oldgpu (the inventory's order): h100 goes down
     while its batch runs, notoolkit of the same batch finishes, oldgpu's batch never starts;
@@ -1085,15 +1100,8 @@ def test_a_host_lost_mid_rollout_stops_it_within_the_failure_budget(team, testbe
     pin(team, images["v4"])
     extra = (*NO_GATES, "-e", "gpuprov_rollout_batches=2", "-e", "rollout_min_healthy_time=20")
     try:
-        run = team.start("playbooks/upgrade.yml", extra=extra)
-        try:
-            wait_for(lambda: has_state(testbed, "h100"), 300, "h100's rollout record")
-            testbed.stop_host("h100")
-            output = run.output(timeout=600)
-        finally:
-            run.kill()
-        said = " ".join(output.split())
-        assert run.proc.returncode != 0
+        returncode, said = lose_mid_rollout(team, testbed, "h100", extra)
+        assert returncode != 0
         assert "rollout stopped: 1 host(s) failed or became unreachable (h100), more than " in (
             said
         ), said[-4000:]
@@ -1388,15 +1396,8 @@ def test_a_failed_batch_sends_the_hosts_already_moved_back_under_the_rollback_ac
         "-e", "gpuprov_rollout_failure_action=rollback",
     )  # fmt: skip
     try:
-        run = team.start("playbooks/upgrade.yml", extra=extra)
-        try:
-            wait_for(lambda: has_state(testbed, "oldgpu"), 300, "oldgpu's rollout record")
-            testbed.stop_host("oldgpu")
-            output = run.output(timeout=600)
-        finally:
-            run.kill()
-        said = " ".join(output.split())
-        assert run.proc.returncode != 0
+        returncode, said = lose_mid_rollout(team, testbed, "oldgpu", extra)
+        assert returncode != 0
         assert "rollout stopped: 1 host(s) failed or became unreachable (oldgpu), more than " in (
             said
         ), said[-4000:]
