@@ -161,22 +161,23 @@ def human_size(value: int) -> str:
 def room_needed(pin: Mapping, min_free: int, archive_bytes: int = 0) -> tuple[int, str]:
     """Bytes a host needs free before the team image arrives, and how that was reckoned.
 
-    A pin that records the image's unpacked size (``gpuprov image pin`` writes it)
-    asks for that size, half again for the compressed layers Docker downloads
-    while it unpacks the earlier ones, and 1 GiB of slack; without one,
-    team_image_min_free stands in.
+    team_image_min_free is the floor. A pin that records the image's unpacked
+    size (``gpuprov image pin`` writes it) may ask for more: that size, half
+    again for the compressed layers Docker downloads while it unpacks the
+    earlier ones, and 1 GiB of slack.
     """
     if archive_bytes:
         return archive_needed(archive_bytes), "the archive copied here and its unpacked layers"
     size = pin.get("size")
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-        return size + size // 2 + 1024**3, (
-            f"the image unpacks to {human_size(size)}, and its layers download beside it"
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return min_free, (
+            "team_image_min_free; lower it if the image is smaller, or put the image's size in "
+            "the pin (gpuprov image pin writes it)"
         )
-    return min_free, (
-        "team_image_min_free; lower it if the image is smaller, or put the image's size in "
-        "the pin (gpuprov image pin writes it)"
-    )
+    room = size + size // 2 + 1024**3
+    if room > min_free:
+        return room, f"the image unpacks to {human_size(size)}, and its layers download beside it"
+    return min_free, f"team_image_min_free; the image itself needs {human_size(room)}"
 
 
 def space_problem(free: int, needed: int, where: str, what: str, reckoned: str) -> str | None:

@@ -152,7 +152,8 @@ IMAGE = Map(
         "size": Int(
             minimum=1,
             description="Bytes the image takes unpacked (docker inspect's Size); a host must "
-            "have room for it before a pull. gpuprov image pin writes it.",
+            "have room for it before a pull (team_image_min_free is the floor). gpuprov "
+            "image pin writes it.",
         ),
         "promises": PROMISES,
     },

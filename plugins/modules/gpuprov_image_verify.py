@@ -42,8 +42,8 @@ options:
     choices: [before, after]
     default: after
   min_free:
-    description: Free space the Docker data root needs before a pull, e.g. 30g, when the pin
-      does not record the image's size (C(size)); with it, that size, half again for the
+    description: Free space the Docker data root needs before a pull, at least, e.g. 30g; a pin
+      that records the image's size (C(size)) may ask for more, that size, half again for the
       downloads, and 1 GiB.
     type: str
     default: 20g
