@@ -10,7 +10,7 @@ from typing import Any
 
 from .image_pin import run_names
 from .labels import IMAGE_LABEL, USER_LABEL
-from .rollout_settings import RolloutError, batches, schedule
+from .rollout_settings import RolloutError, allowed_failures, batches, schedule
 from .workspace import container_name
 
 
@@ -143,8 +143,13 @@ def failures(hostvars: Mapping[str, Any], targeted: Sequence[str]) -> dict[str, 
     return found
 
 
-def budget_message(hostvars: Mapping[str, Any], targeted: Sequence[str], allowed: int) -> str:
-    """Why no further batch may start ("" when the failure budget still holds)."""
+def budget_message(hostvars: Mapping[str, Any], targeted: Sequence[str]) -> str:
+    """Why no further batch may start ("" when the failure budget still holds).
+
+    gpuprov_rollout_max_failed is a team variable, so any host's value is the fleet's.
+    """
+    first = (hostvars.get(targeted[0]) or {}) if targeted else {}
+    allowed = allowed_failures(first.get("gpuprov_rollout_max_failed"), len(targeted))
     failed = failures(hostvars, targeted)
     if len(failed) <= allowed:
         return ""

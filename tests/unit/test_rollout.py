@@ -139,11 +139,14 @@ def test_a_lost_host_counts_against_the_budget_like_a_failed_one():
         "c": {},
         "d": {"rollout_began": True, "rollout_done": True},
     }
-    said = rollout.budget_message(facts, ["a", "b", "c", "d"], 0)
+    said = rollout.budget_message(facts, ["a", "b", "c", "d"])
     assert said.startswith("rollout stopped: 1 host(s) failed or became unreachable (b), more ")
     assert "later batches do not start" in said
-    assert rollout.budget_message(facts, ["a", "b", "c", "d"], 1) == ""
-    assert rollout.budget_message(facts, ["a", "c"], 0) == "", "c's batch never began"
+    assert rollout.budget_message(facts, ["a", "c"]) == "", "c's batch never began"
+    # The team's budget, read from any host: one host of four, or 25%.
+    for budget in (1, "1", "25%"):
+        team = {h: {**f, "gpuprov_rollout_max_failed": budget} for h, f in facts.items()}
+        assert rollout.budget_message(team, ["a", "b", "c", "d"]) == "", budget
 
 
 def test_a_host_stopped_under_the_rollback_action_counts_though_it_is_through_its_batch():
@@ -152,7 +155,7 @@ def test_a_host_stopped_under_the_rollback_action_counts_though_it_is_through_it
         "b": {"rollout_began": True, "rollout_done": True, "rollout_stopped": "stopped on b"},
     }
     assert rollout.failures(facts, ["a", "b"]) == {"b": "stopped"}
-    assert "(b)" in rollout.budget_message(facts, ["a", "b"], 0)
+    assert "(b)" in rollout.budget_message(facts, ["a", "b"])
     assert rollout.moved_hosts(facts, ["a", "b"]) == ["a"]
 
 
